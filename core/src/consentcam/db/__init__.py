@@ -1,0 +1,114 @@
+"""Engine, sessions and the few places where SQLite and PostgreSQL must be treated differently."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from ..errors import ServiceUnavailable
+from .models import Base
+
+__all__ = ["Base", "Database"]
+
+AUDIT_LOCK_KEY = 0x636F6E73  # "cons": the advisory lock that serialises the audit chain on PostgreSQL
+
+
+def _make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take SQLite's transaction handling away from the driver so that BEGIN IMMEDIATE below is ours.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # Writers queue at BEGIN instead of failing on a lock upgrade half way through a transaction;
+            # this also serialises the audit chain, as PostgreSQL's advisory lock does there.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+class Database:
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.engine = _make_engine(url, **engine_kwargs)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.dialect = self.engine.dialect.name
+        self.spatial: str = "rtree" if self.is_sqlite else "unknown"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    async def detect_spatial(self) -> str:
+        """Which spatial index the migrated schema carries: rtree, postgis or pg_point."""
+        if self.is_sqlite:
+            self.spatial = "rtree"
+            return self.spatial
+        async with self.engine.connect() as conn:
+            has_postgis = (
+                await conn.execute(
+                    text(
+                        "SELECT 1 FROM information_schema.columns "
+                        "WHERE table_name = 'cameras' AND column_name = 'geom' AND table_schema = current_schema()"
+                    )
+                )
+            ).first()
+        self.spatial = "postgis" if has_postgis else "pg_point"
+        return self.spatial
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work; database unavailability becomes a retryable domain error."""
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except (OperationalError, DBAPIError, OSError, ConnectionError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_unavailable(exc):
+                raise
+            raise ServiceUnavailable(
+                "The database is not reachable right now; the request changed nothing. Try again shortly.",
+                retry_after=5,
+            ) from exc
+
+    async def lock_audit_chain(self, session: AsyncSession) -> None:
+        if not self.is_sqlite:
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    message = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return any(
+        marker in message
+        for marker in (
+            "connection",
+            "could not connect",
+            "terminating",
+            "shutting down",
+            "starting up",
+            "database is locked",
+            "cannot connect",
+        )
+    )

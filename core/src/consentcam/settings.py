@@ -1,0 +1,72 @@
+"""Deployment settings: one class, read once from the environment (prefix ``CONSENTCAM_``) or ``.env``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONSENTCAM_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default: a SQLite file in the data folder"
+    )
+    evidence_dir: Path | None = Field(default=None, description="default: <data_dir>/evidence")
+    secret_key: str | None = Field(
+        default=None, description="deployment key; generated into <data_dir>/secret.key on first start if unset"
+    )
+    public_url: str = "http://127.0.0.1:8080"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "consentcam@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+
+    token_hours: float = Field(default=12.0, gt=0)
+    login_max_failures: int = Field(default=5, ge=1, description="failures per email or address before slowing")
+    login_lockout_seconds: float = Field(default=30.0, ge=0)
+    json_body_limit: int = Field(default=1 << 20, description="largest JSON body accepted, in bytes")
+    upload_size_limit: int = Field(default=8 << 30, description="largest clip accepted, in bytes")
+    request_window_hours: float = 24.0
+    request_area_km2: float = 2.0
+    upload_link_days: float = 14.0
+    require_approval: bool = True
+    run_jobs_in_process: bool = Field(default=True, description="the embedded default runs the outbox worker inside `serve`")
+    load_entry_point_plugins: bool = True
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'consentcam.sqlite3').resolve()}"
+
+    @property
+    def resolved_evidence_dir(self) -> Path:
+        return self.evidence_dir or self.data_dir / "evidence"
+
+    def deployment_key(self) -> bytes:
+        """The deployment secret, created once per data folder, never a constant in code."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, secrets.token_hex(32).encode())
+            finally:
+                os.close(fd)
+        return path.read_bytes().strip()
