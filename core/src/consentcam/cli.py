@@ -1,0 +1,242 @@
+"""`consentcam`: run, migrate, seed and administer a deployment. With ``--json`` a command prints one JSON object."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .audit import Actor
+from .errors import ConsentCamError
+from .settings import Settings
+
+T = TypeVar("T")
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(coro_fn())
+    except ConsentCamError as error:
+        raise click.ClickException(error.detail) from error
+
+
+def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(payload, default=str) if as_json else text)
+
+
+def _cli_actor() -> Actor:
+    try:
+        who = getpass.getuser()
+    except Exception:  # no login name in some containers
+        who = "unknown"
+    return Actor(kind="system", role="admin", name=f"cli:{who}")
+
+
+async def _with_platform(fn: Callable[[Any], Awaitable[T]], settings: Settings | None = None) -> T:
+    from .platform import open_platform
+
+    platform = await open_platform(settings or Settings())
+    try:
+        return await fn(platform)
+    finally:
+        await platform.db.dispose()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+def main(verbose: bool) -> None:
+    """ConsentCam: consent-first access to privately owned security cameras."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+# --- running ------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Apply migrations and load the demo city first if the database is empty.")
+@click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations before serving.")
+def serve(host: str, port: int, demo: bool, no_migrate: bool) -> None:
+    """Run the platform (API, web UI and, on the embedded default, the job worker)."""
+    from aiohttp import web
+
+    from .db.migrate import upgrade
+    from .http.app import create_app
+
+    settings = Settings()
+    if not no_migrate:
+        upgrade(settings.resolved_database_url)
+    if demo:
+        from .demo import load_demo
+
+        _run(lambda: _with_platform(lambda p: load_demo(p, only_if_empty=True, progress=_progress), settings))
+    logging.getLogger("aiohttp.access").setLevel(logging.INFO)
+    click.echo(f"ConsentCam on http://{host}:{port}/  (OpenAPI: http://{host}:{port}/api/v1/openapi.json)", err=True)
+    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run every ready job, then exit.")
+@click.option("--name", default=None, help="Worker name shown in the jobs table.")
+def worker(once: bool, name: str | None) -> None:
+    """Run a job worker (notifications, fetches, analysis, exports)."""
+    from . import workflows  # noqa: F401 - registers the job handlers
+    from .jobs import Worker
+
+    async def go(p: Any) -> None:
+        w = Worker(p, name)
+        if once:
+            done = await w.drain()
+            click.echo(f"{done} job(s) run")
+            return
+        w.start()
+        click.echo(f"worker {w.name} running; Ctrl-C to stop", err=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await w.stop()
+
+    try:
+        _run(lambda: _with_platform(go))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (Alembic)."""
+    from .db.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.resolved_database_url, revision)
+    click.echo(f"database at {revision}", err=True)
+
+
+def _progress(label: str, done: int, total: int) -> None:
+    if total and (done == total or done % max(1, total // 20) == 0):
+        click.echo(f"\r{label}: {done}/{total}", nl=done == total, err=True)
+
+
+@main.command()
+@click.option("--owners", default=300, show_default=True, help="How many demo owners (each with one or two cameras).")
+@click.option("--json", "as_json", is_flag=True)
+def demo(owners: int, as_json: bool) -> None:
+    """Load the demo city (an agency, its staff, owners and cameras on real downtown streets)."""
+    from .db.migrate import upgrade
+    from .demo import load_demo
+
+    settings = Settings()
+    upgrade(settings.resolved_database_url)
+    summary = _run(lambda: _with_platform(lambda p: load_demo(p, owners=owners, progress=None if as_json else _progress), settings))
+    _emit(as_json, summary, "\n".join(f"{k}: {v}" for k, v in summary.items()))
+
+
+# --- administration -----------------------------------------------------------------------------------
+
+
+@main.group()
+def admin() -> None:
+    """Agencies, their users, and the kill switch."""
+
+
+@admin.command("create-agency")
+@click.argument("name")
+@click.option("--jurisdiction", "jurisdiction_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="GeoJSON Polygon or MultiPolygon (bare, Feature, or FeatureCollection of one).")
+@click.option("--no-approval", is_flag=True, help="Open requests without a supervisor's approval.")
+@click.option("--json", "as_json", is_flag=True)
+def create_agency(name: str, jurisdiction_file: Path, no_approval: bool, as_json: bool) -> None:
+    from .schemas import AgencyCreate
+    from .services.accounts import create_agency as create
+
+    try:
+        geojson = json.loads(jurisdiction_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{jurisdiction_file}: not JSON ({exc})") from exc
+    spec = AgencyCreate(name=name, jurisdiction=geojson, require_approval=not no_approval)
+    agency_id = _run(lambda: _with_platform(lambda p: create(p, _cli_actor(), spec)))
+    _emit(as_json, {"id": agency_id}, agency_id)
+
+
+@admin.command("create-user")
+@click.argument("email")
+@click.option("--agency", "agency_id", default=None, help="Agency id; omit with --role admin for the city's platform admin.")
+@click.option("--role", required=True, type=click.Choice(["investigator", "supervisor", "auditor", "admin"]))
+@click.option("--name", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def create_user(email: str, agency_id: str | None, role: str, name: str | None, as_json: bool) -> None:
+    """Create an agency user and print a one-time password."""
+    from .services.accounts import create_agency_user
+
+    if agency_id is None and role != "admin":
+        raise click.UsageError("--agency is required unless --role admin creates the platform administrator")
+    user_id, password = _run(lambda: _with_platform(
+        lambda p: create_agency_user(p, _cli_actor(), agency_id or "", email, role, name, platform_admin=agency_id is None)
+    ))
+    _emit(as_json, {"id": user_id, "password": password}, f"{user_id}\none-time password: {password}")
+
+
+def _suspension(suspend: bool) -> Callable[..., None]:
+    def command(agency_id: str | None, all_agencies: bool, reason: str | None, as_json: bool) -> None:
+        from .services.accounts import set_suspended
+
+        if bool(agency_id) == all_agencies:
+            raise click.UsageError("give one agency id, or --all")
+        changed = _run(lambda: _with_platform(lambda p: set_suspended(p, _cli_actor(), agency_id, suspend, reason)))
+        word = "suspended" if suspend else "resumed"
+        _emit(as_json, {"changed": changed, "suspended": suspend}, f"{changed} agenc{'y' if changed == 1 else 'ies'} {word}")
+
+    return command
+
+
+for _name, _flag, _help in (("suspend-agency", True, "Kill switch: refuse every request by an agency's users."),
+                            ("resume-agency", False, "Lift a suspension.")):
+    admin.command(_name, help=_help)(
+        click.argument("agency_id", required=False)(
+            click.option("--all", "all_agencies", is_flag=True, help="Every agency.")(
+                click.option("--reason", default=None)(click.option("--json", "as_json", is_flag=True)(_suspension(_flag)))
+            )
+        )
+    )
+
+
+# --- plugins ------------------------------------------------------------------------------------------
+
+
+@main.command("plugins")
+@click.option("--json", "as_json", is_flag=True)
+def plugins_cmd(as_json: bool) -> None:
+    """List loaded plugins with versions and declared capabilities, and any refused."""
+    from .platform import builtin_plugins
+    from .plugins import make_plugin_host
+    from .security import Keyring
+
+    settings = Settings()
+    host = make_plugin_host(builtin_plugins(settings, Keyring(settings.deployment_key())),
+                            load_entry_points=settings.load_entry_point_plugins)
+    payload = {
+        "plugins": [{"name": p.info.name, "version": p.info.version, "capabilities": list(p.info.capabilities),
+                     "source": p.source} for p in host.loaded],
+        "refused": [{"name": n, "reason": r} for n, r in host.refused],
+    }
+    lines = [f"{p['name']} {p['version']}  [{', '.join(p['capabilities'])}]  ({p['source']})" for p in payload["plugins"]]
+    lines += [f"REFUSED {n}: {r}" for n, r in host.refused]
+    _emit(as_json, payload, "\n".join(lines))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Operations of the JSON API: each declared once with its models and roles; the same declaration validates
+requests, authorises callers and generates the OpenAPI 3.1 document."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+
+from ..errors import FieldError, Forbidden, InvalidInput, MalformedBody, Unauthorized
+from ..services.accounts import Principal
+from .keys import PLATFORM, PRINCIPAL
+
+PUBLIC = "public"
+ANY_USER = "any user"
+
+
+@dataclass
+class Call:
+    """What a handler gets: the request, the platform, the caller and the validated inputs."""
+
+    request: web.Request
+    principal: Principal | None
+    body: Any = None
+    query: Any = None
+
+    @property
+    def platform(self):  # noqa: ANN201
+        return self.request.app[PLATFORM]
+
+    def param(self, name: str) -> str:
+        return self.request.match_info[name]
+
+    @property
+    def user(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    roles: str | frozenset[str]
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    tags: tuple[str, ...] = ()
+    raw_body: str | None = None  # content type of a streamed body (uploads), not JSON
+    raw_response: str | None = None  # content type of a streamed response
+    extra_responses: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+def _loc(prefix: str, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    return (prefix, *[p for p in loc if p not in ("function-after", "function-before")])
+
+
+def validation_problem(prefix: str, exc: ValidationError) -> InvalidInput:
+    errors = [FieldError(_loc(prefix, tuple(e["loc"])), e["msg"]) for e in exc.errors(include_url=False)]
+    summary = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors[:5])
+    return InvalidInput(summary, errors=errors)
+
+
+class Api:
+    def __init__(self, title: str, version: str) -> None:
+        self.title = title
+        self.version = version
+        self.operations: list[Operation] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        roles: str | set[str] | frozenset[str] = ANY_USER,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        errors: tuple[int, ...] = (),
+        tags: tuple[str, ...] = (),
+        raw_body: str | None = None,
+        raw_response: str | None = None,
+        extra_responses: dict[int, str] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.operations.append(
+                Operation(method, path, handler, summary,
+                          roles if isinstance(roles, str) else frozenset(roles),
+                          body, query, response, status, errors, tags, raw_body, raw_response, extra_responses or {})
+            )
+            return handler
+
+        return register
+
+    # --- serving ------------------------------------------------------------------------------------
+
+    def mount(self, app: web.Application) -> None:
+        for op in self.operations:
+            app.router.add_route(op.method, op.path, self._wrap(op), name=op.operation_id)
+
+    def _wrap(self, op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            principal: Principal | None = request.get(PRINCIPAL)
+            if op.roles != PUBLIC:
+                if principal is None:
+                    raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'")
+                if isinstance(op.roles, frozenset) and principal.role not in op.roles:
+                    raise Forbidden(f"this needs the role {' or '.join(sorted(op.roles))}; you are {principal.role}")
+            call = Call(request, principal)
+            if op.query is not None:
+                try:
+                    call.query = op.query.model_validate(dict(request.query))
+                except ValidationError as exc:
+                    raise validation_problem("query", exc) from exc
+            if op.body is not None:
+                raw = await request.read()
+                if not raw:
+                    raise MalformedBody("a JSON body is required")
+                try:
+                    call.body = op.body.model_validate_json(raw)
+                except ValidationError as exc:
+                    if any(e["type"] == "json_invalid" for e in exc.errors()):
+                        raise MalformedBody("the body is not valid JSON") from exc
+                    raise validation_problem("body", exc) from exc
+            result = await op.handler(call)
+            if isinstance(result, web.StreamResponse):
+                return result
+            if isinstance(result, BaseModel):
+                payload = result.model_dump(mode="json")
+            else:
+                payload = result
+            return web.json_response(payload, status=op.status, dumps=_dumps)
+
+        handle.__name__ = op.operation_id
+        return handle
+
+    # --- OpenAPI ------------------------------------------------------------------------------------
+
+    def openapi(self) -> dict[str, Any]:
+        models: list[tuple[type[BaseModel], str]] = []
+        for op in self.operations:
+            for model, mode in ((op.body, "validation"), (op.query, "validation"), (op.response, "serialization")):
+                if model is not None and (model, mode) not in models:
+                    models.append((model, mode))
+        keys, defs = models_json_schema(models, ref_template="#/components/schemas/{model}")
+        schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+        schemas["Problem"] = PROBLEM_SCHEMA
+        paths: dict[str, Any] = {}
+        for op in self.operations:
+            item: dict[str, Any] = {
+                "operationId": op.operation_id,
+                "summary": op.summary,
+                "tags": list(op.tags),
+                "responses": {},
+            }
+            params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in _path_params(op.path)
+            ]
+            if op.query is not None:
+                query_schema = schemas.get(op.query.__name__) or keys[(op.query, "validation")]
+                for name, prop in query_schema.get("properties", {}).items():
+                    params.append({"name": name, "in": "query", "required": name in query_schema.get("required", []),
+                                   "schema": prop})
+            if params:
+                item["parameters"] = params
+            if op.body is not None:
+                item["requestBody"] = {"required": True, "content": {"application/json": {"schema": keys[(op.body, "validation")]}}}
+            elif op.raw_body:
+                item["requestBody"] = {"required": True, "content": {op.raw_body: {"schema": {"type": "string", "format": "binary"}}}}
+            if op.response is not None:
+                item["responses"][str(op.status)] = {
+                    "description": op.summary,
+                    "content": {"application/json": {"schema": keys[(op.response, "serialization")]}},
+                }
+            elif op.raw_response:
+                item["responses"][str(op.status)] = {
+                    "description": op.summary,
+                    "content": {op.raw_response: {"schema": {"type": "string", "format": "binary"}}},
+                }
+            else:
+                item["responses"][str(op.status)] = {"description": op.summary}
+            for status, description in op.extra_responses.items():
+                item["responses"].setdefault(str(status), {"description": description})
+            problems = set(op.errors)
+            if op.roles != PUBLIC:
+                problems |= {401, 403}
+                item["security"] = [{"bearer": []}, {"cookie": []}]
+            if op.body is not None or op.query is not None:
+                problems |= {400, 422}
+            problems |= {429, 503}
+            for status in sorted(problems):
+                item["responses"].setdefault(str(status), {
+                    "description": PROBLEM_DESCRIPTIONS.get(status, "Problem"),
+                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                })
+            paths.setdefault(op.path, {})[op.method.lower()] = item
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": self.version,
+                     "description": "ConsentCam public HTTP API, version 1. Errors are RFC 9457 problem documents."},
+            "servers": [{"url": "/"}],
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "cookie": {"type": "apiKey", "in": "cookie", "name": "consentcam_session"},
+                },
+            },
+        }
+
+
+def _path_params(path: str) -> list[str]:
+    import re
+
+    return re.findall(r"{(\w+)}", path)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"loc": {"type": "array", "items": {"type": ["string", "integer"]}}, "msg": {"type": "string"}},
+                "required": ["loc", "msg"],
+            },
+        },
+    },
+    "required": ["type", "title", "status", "detail"],
+    "additionalProperties": True,
+}
+
+PROBLEM_DESCRIPTIONS = {
+    400: "Malformed request", 401: "Not signed in", 403: "Forbidden", 404: "Not found", 409: "Conflict",
+    410: "Gone", 413: "Payload too large", 415: "Unsupported media", 416: "Range not satisfiable",
+    422: "Invalid input", 429: "Too many requests", 502: "Device or plugin failed", 503: "Service unavailable",
+}

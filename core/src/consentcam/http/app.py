@@ -1,0 +1,155 @@
+"""The aiohttp application factory. Domain errors become problem responses here, at the edge, and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from ..clock import Clock
+from ..errors import ConsentCamError, Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
+from ..platform import Platform, open_platform
+from ..services.accounts import authenticate
+from ..settings import Settings
+from .api import Api, _dumps
+from .keys import PLATFORM, PRINCIPAL, SESSION_COOKIE
+
+log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(self)",
+}
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def problem_response(error: ConsentCamError) -> web.Response:
+    headers = {}
+    if isinstance(error, TooManyRequests) or isinstance(error, ServiceUnavailable):
+        headers["Retry-After"] = str(max(1, int(getattr(error, "retry_after", None) or error.extra.get("retry_after", 1))))
+    body = error.problem()
+    body.pop("retry_after", None)
+    return web.Response(
+        status=error.status, text=_dumps(body), content_type="application/problem+json", headers=headers
+    )
+
+
+_HTTP_TITLES = {404: ("not-found", "Not found"), 405: ("method-not-allowed", "Method not allowed"),
+                413: ("payload-too-large", "Payload too large")}
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ConsentCamError as error:
+        return problem_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        slug, title = _HTTP_TITLES.get(exc.status, ("http-error", exc.reason))
+        error = ConsentCamError(exc.text if exc.text and not exc.text.startswith(str(exc.status)) else title)
+        error.status, error.slug, error.title = exc.status, slug, title  # type: ignore[misc]
+        response = problem_response(error)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:  # never a stack trace to the caller; the log has it
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(ConsentCamError("the server failed; the error was logged"))
+
+
+@web.middleware
+async def principal(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Resolve the caller from a bearer token or the browser's session cookie; CSRF-check cookie writes."""
+    platform: Platform = request.app[PLATFORM]
+    header = request.headers.get("Authorization", "")
+    secret = None
+    if header.lower().startswith("bearer "):
+        secret = header[7:].strip()
+    elif SESSION_COOKIE in request.cookies:
+        secret = request.cookies[SESSION_COOKIE]
+    if secret:
+        try:
+            who = await authenticate(platform, secret)
+        except Unauthorized:
+            who = None
+        if who is not None:
+            if who.token_kind == "cookie" and request.method not in SAFE_METHODS:
+                sent = request.headers.get("X-CSRF-Token", "")
+                from ..security import same
+
+                if not who.csrf_token or not same(sent, who.csrf_token):
+                    raise Forbidden("missing or wrong X-CSRF-Token for this session")
+            request[PRINCIPAL] = who
+    return await handler(request)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response = await handler(request)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Content-Security-Policy", API_CSP)
+        response.headers.setdefault("Cache-Control", "no-store")
+    if request.secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def build_api() -> Api:
+    from .. import __version__
+    from . import routes
+
+    api = Api("ConsentCam", __version__)
+    for register in routes.REGISTRARS:
+        register(api)
+    return api
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    extra_plugins: Iterable[object] = (),
+    platform: Platform | None = None,
+    run_jobs: bool | None = None,
+) -> web.Application:
+    """Build the application; the platform (database, plugins, keys) opens and closes with it."""
+    app = web.Application(middlewares=[security_headers, problems, principal], client_max_size=settings.json_body_limit)
+    api = build_api()
+    api.mount(app)
+    app["api"] = api
+    openapi_doc = api.openapi()
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.json_response(openapi_doc, dumps=_dumps)
+
+    app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")
+
+    async def _platform(app: web.Application) -> AsyncIterator[None]:
+        opened = platform or await open_platform(settings, clock=clock, extra_plugins=extra_plugins)
+        app[PLATFORM] = opened
+        worker = None
+        if run_jobs if run_jobs is not None else settings.run_jobs_in_process:
+            from ..jobs import Worker
+
+            worker = Worker(opened, name="in-process")
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            if platform is None:
+                await opened.db.dispose()
+
+    app.cleanup_ctx.append(_platform)
+    return app

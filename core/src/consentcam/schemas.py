@@ -1,0 +1,248 @@
+"""Wire models of the public HTTP API (``shared/API.md``). They validate requests and generate the OpenAPI
+document, so the two cannot drift apart. Inputs forbid unknown fields and non-finite numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+Role = Literal["owner", "investigator", "supervisor", "auditor", "admin"]
+AgencyRole = Literal["investigator", "supervisor", "auditor", "admin"]
+LiveMode = Literal["never", "emergency_only", "always"]
+Precision = Literal["exact", "block"]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- accounts -----------------------------------------------------------------------------------------
+
+
+class NotifyPrefs(Input):
+    email: bool = True
+    sms: bool = False
+    webhook_url: Annotated[str, Field(max_length=2000, pattern=r"^https?://")] | None = None
+
+
+class OwnerRegistration(Input):
+    email: EmailStr = Field(max_length=320)
+    password: str = Field(min_length=10, max_length=200)
+    name: ShortText
+    phone: Annotated[str, Field(max_length=40, pattern=r"^\+?[0-9 ().-]{5,40}$")] | None = None
+    notify: NotifyPrefs = Field(default_factory=NotifyPrefs)
+
+
+class Created(Output):
+    id: str
+
+
+class Login(Input):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class UserSummary(Output):
+    id: str
+    role: Role
+    agency_id: str | None
+    name: str | None = None
+
+
+class LoginResult(Output):
+    token: str
+    expires_at: datetime
+    user: UserSummary
+
+
+class AgencyCreate(Input):
+    name: ShortText
+    jurisdiction: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon (bare, Feature or FeatureCollection of one)")
+    require_approval: bool = True
+    max_window_hours: float = Field(default=24.0, gt=0, le=24 * 31)
+    max_area_km2: float = Field(default=2.0, gt=0, le=10_000)
+    upload_link_days: float = Field(default=14.0, gt=0, le=365)
+    policy_text: str = Field(default="", max_length=20_000)
+
+
+class AgencyOut(Output):
+    id: str
+    name: str
+    jurisdiction: dict[str, Any]
+    suspended: bool
+    require_approval: bool
+    max_window_hours: float
+    max_area_km2: float
+    upload_link_days: float
+    policy_text: str
+
+
+class AgencyUserCreate(Input):
+    email: EmailStr = Field(max_length=320)
+    name: ShortText | None = None
+    role: AgencyRole
+
+
+class AgencyUserCreated(Output):
+    id: str
+    password: str = Field(description="one-time password, shown once")
+
+
+# --- cameras and consent ------------------------------------------------------------------------------
+
+
+class LatLon(Input):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class View(Input):
+    bearing_deg: float = Field(ge=0, le=360)
+    fov_deg: float = Field(gt=0, le=360)
+    range_m: float = Field(gt=0, le=2000)
+
+
+class Connection(Input):
+    """How plugins reach the camera. Secret fields (password) are write-only."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    kind: Literal["manual", "onvif", "rtsp", "ring", "edge"] = "manual"
+
+
+class CameraCreate(Input):
+    label: ShortText
+    location: LatLon
+    view: View | None = None
+    retention_days: int = Field(ge=0, le=3650)
+    precision: Precision = "block"
+    connection: Connection | None = None
+
+
+class CameraUpdate(Input):
+    label: ShortText | None = None
+    location: LatLon | None = None
+    view: View | None = None
+    retention_days: int | None = Field(default=None, ge=0, le=3650)
+    precision: Precision | None = None
+    status: Literal["active", "paused"] | None = None
+    connection: Connection | None = None
+
+
+class GrantIn(Input):
+    map: bool = False
+    requests: bool = False
+    direct_fetch: bool = False
+    live: LiveMode = "never"
+    share_with: list[Annotated[str, Field(max_length=36)]] = Field(default_factory=list, max_length=50)
+    expires_at: AwareDatetime | None = None
+
+
+class GrantOut(Output):
+    camera_id: str
+    version: int
+    map: bool
+    requests: bool
+    direct_fetch: bool
+    live: LiveMode
+    share_with: list[str]
+    expires_at: datetime | None
+    revoked: bool = False
+    in_force: bool = Field(description="false once expires_at has passed or everything was revoked")
+    created_at: datetime | None = None
+
+
+class CameraOut(Output):
+    id: str
+    label: str
+    location: dict[str, float]
+    view: dict[str, float] | None
+    retention_days: int
+    precision: Precision
+    status: str
+    connection: dict[str, Any]
+    capabilities: list[str]
+    grant: GrantOut
+    created_at: datetime
+
+
+class AccessEvent(Output):
+    seq: int
+    at: datetime
+    action: str
+    actor: str = Field(description='who, in plain words: "Investigator 14, Metro PD"')
+    actor_role: str | None
+    agency: str | None
+    detail: dict[str, Any]
+
+
+class AccessLog(Output):
+    camera_id: str
+    events: list[AccessEvent]
+
+
+# --- map ----------------------------------------------------------------------------------------------
+
+
+class MapQuery(Input):
+    bbox: str | None = Field(default=None, description="minlon,minlat,maxlon,maxlat", max_length=200)
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = value.split(",")
+        if len(parts) != 4:
+            raise ValueError("bbox is minlon,minlat,maxlon,maxlat")
+        try:
+            a, b, c, d = (float(p) for p in parts)
+        except ValueError as exc:
+            raise ValueError("bbox values must be numbers") from exc
+        if not all(-180 <= x <= 180 for x in (a, c)) or not all(-90 <= y <= 90 for y in (b, d)):
+            raise ValueError("bbox coordinates out of range")
+        if a > c or b > d:
+            raise ValueError("bbox minimum must not exceed maximum")
+        return value
+
+
+class FeatureCollection(Output):
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    features: list[dict[str, Any]]
+
+
+# --- oversight ----------------------------------------------------------------------------------------
+
+
+class ChainReport(Output):
+    ok: bool
+    events: int
+    head: str
+    broken_at: int | None = None
+    reason: str | None = None
+
+
+class PluginOut(Output):
+    name: str
+    version: str
+    capabilities: list[str]
+    source: str
+    description: str = ""
+
+
+class PluginList(Output):
+    plugins: list[PluginOut]
+    refused: list[dict[str, str]]
+
+
+class Health(Output):
+    status: str
+    database: str
+    spatial_index: str
+    version: str

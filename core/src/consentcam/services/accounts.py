@@ -1,0 +1,276 @@
+"""Owners, agencies, agency users, login and the kill switch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .. import audit
+from ..audit import Actor
+from ..db.models import Agency, AuthToken, LoginThrottle, User
+from ..errors import AgencySuspended, FieldError, Conflict, Forbidden, InvalidInput, LoginFailed, NotFound, TooManyRequests, Unauthorized
+from ..geo import bounds_of, parse_area_geojson, to_geojson
+from ..platform import Platform
+from ..schemas import AgencyCreate, OwnerRegistration
+from ..security import digest, hash_password, new_secret, one_time_password, verify_password
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one HTTP request."""
+
+    user_id: str
+    role: str
+    agency_id: str | None
+    badge: int
+    name: str
+    token_kind: str = "bearer"
+    csrf_token: str | None = None
+    scopes: frozenset[str] | None = None  # API keys carry scopes; users have none (their role decides)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(kind="user", user_id=self.user_id, role=self.role, agency_id=self.agency_id, badge=self.badge)
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.role == "admin" and self.agency_id is None
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def register_owner(p: Platform, reg: OwnerRegistration) -> str:
+    now = p.now()
+    user = User(
+        email=normalise_email(reg.email),
+        name=reg.name,
+        phone=reg.phone,
+        password_hash=hash_password(reg.password),
+        role="owner",
+        notify_email=reg.notify.email,
+        notify_sms=reg.notify.sms,
+        webhook_url=reg.notify.webhook_url,
+        webhook_secret=new_secret("whsec_", 24) if reg.notify.webhook_url else None,
+        created_at=now,
+    )
+    try:
+        async with p.db.transaction() as session:
+            session.add(user)
+            await session.flush()
+            await audit.record(p.db, session, now, Actor(kind="user", user_id=user.id, role="owner"), "owner.registered",
+                               subject_type="user", subject_id=user.id)
+    except IntegrityError as exc:
+        raise Conflict(
+            "an account with this email already exists", errors=[FieldError(("body", "email"), "already registered")]
+        ) from exc
+    return user.id
+
+
+# --- login, tokens and throttling ---------------------------------------------------------------------
+
+
+async def _throttled(p: Platform, keys: list[str]) -> float:
+    now = p.now()
+    async with p.db.sessions() as session:
+        rows = (await session.execute(select(LoginThrottle).where(LoginThrottle.key.in_(keys)))).scalars().all()
+    waits = [(r.blocked_until - now).total_seconds() for r in rows if r.blocked_until and r.blocked_until > now]
+    return max(waits, default=0.0)
+
+
+async def _note_failure(p: Platform, keys: list[str]) -> None:
+    now = p.now()
+    limit = p.settings.login_max_failures
+    async with p.db.transaction() as session:
+        for key in keys:
+            row = await session.get(LoginThrottle, key)
+            if row is None:
+                row = LoginThrottle(key=key, failures=0, last_failure_at=now)
+                session.add(row)
+            elif (now - row.last_failure_at) > timedelta(minutes=15):
+                row.failures = 0
+            row.failures += 1
+            row.last_failure_at = now
+            if row.failures >= limit:
+                # Exponential slow-down past the limit, capped at 15 minutes.
+                extra = min(p.settings.login_lockout_seconds * 2 ** (row.failures - limit), 900.0)
+                row.blocked_until = now + timedelta(seconds=extra)
+
+
+async def _clear_failures(p: Platform, key: str) -> None:
+    async with p.db.transaction() as session:
+        row = await session.get(LoginThrottle, key)
+        if row is not None:
+            await session.delete(row)
+
+
+async def login(p: Platform, email: str, password: str, client: str, *, kind: str = "bearer") -> tuple[str, AuthToken, User]:
+    email_n = normalise_email(email)
+    keys = [f"email:{email_n}", f"addr:{client}"]
+    wait = await _throttled(p, keys)
+    if wait > 0:
+        raise TooManyRequests(f"too many failed logins; try again in {int(wait) + 1} s", retry_after=wait)
+    async with p.db.sessions() as session:
+        user = (await session.execute(select(User).where(User.email == email_n))).scalar_one_or_none()
+    if not verify_password(user.password_hash if user else None, password):
+        await _note_failure(p, keys)
+        raise LoginFailed("email or password is wrong")
+    assert user is not None
+    await _clear_failures(p, f"email:{email_n}")
+    secret = new_secret("cc_")
+    now = p.now()
+    token = AuthToken(
+        token_hash=digest(secret),
+        user_id=user.id,
+        kind=kind,
+        csrf_token=new_secret("", 24) if kind == "cookie" else None,
+        created_at=now,
+        expires_at=now + timedelta(hours=p.settings.token_hours),
+    )
+    async with p.db.transaction() as session:
+        session.add(token)
+    return secret, token, user
+
+
+async def logout(p: Platform, secret: str) -> None:
+    async with p.db.transaction() as session:
+        await session.execute(update(AuthToken).where(AuthToken.token_hash == digest(secret)).values(revoked=True))
+
+
+async def authenticate(p: Platform, secret: str) -> Principal:
+    """Resolve a bearer or cookie token. Tokens of a suspended agency stay valid but are refused while it is."""
+    now = p.now()
+    async with p.db.sessions() as session:
+        row = (
+            await session.execute(
+                select(AuthToken, User, Agency)
+                .join(User, User.id == AuthToken.user_id)
+                .outerjoin(Agency, Agency.id == User.agency_id)
+                .where(AuthToken.token_hash == digest(secret))
+            )
+        ).first()
+    if row is None or row.AuthToken.revoked or row.AuthToken.expires_at <= now:
+        raise Unauthorized("the token is unknown or has expired; sign in again")
+    user, agency = row.User, row.Agency
+    if agency is not None and agency.suspended:
+        raise AgencySuspended(
+            f"access for {agency.name} is suspended by the city"
+            + (f": {agency.suspended_reason}" if agency.suspended_reason else "")
+            + "; your token works again once it is resumed",
+            agency_id=agency.id,
+        )
+    return Principal(
+        user_id=user.id,
+        role=user.role,
+        agency_id=user.agency_id,
+        badge=user.badge,
+        name=user.name,
+        token_kind=row.AuthToken.kind,
+        csrf_token=row.AuthToken.csrf_token,
+    )
+
+
+# --- agencies -----------------------------------------------------------------------------------------
+
+
+def parse_jurisdiction(raw: Any, loc: tuple[str | int, ...] = ("jurisdiction",)) -> tuple[dict[str, Any], tuple[float, ...]]:
+    geometry = parse_area_geojson(raw, loc, allow_multi=True)
+    return to_geojson(geometry), bounds_of(geometry)
+
+
+async def create_agency(p: Platform, actor: Actor, spec: AgencyCreate) -> str:
+    jurisdiction, (min_lon, min_lat, max_lon, max_lat) = parse_jurisdiction(spec.jurisdiction)
+    now = p.now()
+    agency = Agency(
+        name=spec.name,
+        jurisdiction=jurisdiction,
+        min_lon=min_lon,
+        min_lat=min_lat,
+        max_lon=max_lon,
+        max_lat=max_lat,
+        require_approval=spec.require_approval,
+        max_window_hours=spec.max_window_hours,
+        max_area_km2=spec.max_area_km2,
+        upload_link_days=spec.upload_link_days,
+        policy_text=spec.policy_text,
+        created_at=now,
+    )
+    try:
+        async with p.db.transaction() as session:
+            session.add(agency)
+            await session.flush()
+            await audit.record(p.db, session, now, actor, "agency.created", subject_type="agency", subject_id=agency.id,
+                               detail={"name": spec.name})
+    except IntegrityError as exc:
+        raise Conflict(f"an agency named {spec.name!r} already exists") from exc
+    return agency.id
+
+
+async def create_agency_user(
+    p: Platform, actor: Actor, agency_id: str, email: str, role: str, name: str | None = None, *, platform_admin: bool = False
+) -> tuple[str, str]:
+    """Create an agency user (or a platform admin with ``platform_admin``); returns (id, one-time password)."""
+    if role not in {"investigator", "supervisor", "auditor", "admin"}:
+        raise InvalidInput.at("role", "role is investigator, supervisor, auditor or admin")
+    password = one_time_password()
+    now = p.now()
+    async with p.db.sessions() as session:
+        if not platform_admin and await session.get(Agency, agency_id) is None:
+            raise NotFound(f"no agency {agency_id}")
+    try:
+        async with p.db.transaction() as session:
+            badge = (
+                await session.execute(select(func.coalesce(func.max(User.badge), 0)).where(User.agency_id == agency_id))
+            ).scalar_one() + 1
+            user = User(
+                email=normalise_email(email),
+                name=name or email.split("@")[0],
+                password_hash=hash_password(password),
+                role=role,
+                agency_id=None if platform_admin else agency_id,
+                badge=badge,
+                must_change_password=True,
+                notify_email=False,
+                created_at=now,
+            )
+            session.add(user)
+            await session.flush()
+            await audit.record(p.db, session, now, actor, "user.created", subject_type="user", subject_id=user.id,
+                               detail={"role": role, "agency_id": user.agency_id})
+    except IntegrityError as exc:
+        raise Conflict("an account with this email already exists") from exc
+    return user.id, password
+
+
+async def set_suspended(p: Platform, actor: Actor, agency_id: str | None, suspended: bool, reason: str | None = None) -> int:
+    """Suspend or resume one agency, or every agency when ``agency_id`` is None. Returns how many changed."""
+    now = p.now()
+    async with p.db.transaction() as session:
+        stmt = update(Agency).values(suspended=suspended, suspended_reason=reason if suspended else None)
+        if agency_id is not None:
+            if await session.get(Agency, agency_id) is None:
+                raise NotFound(f"no agency {agency_id}")
+            stmt = stmt.where(Agency.id == agency_id)
+        result = await session.execute(stmt)
+        await audit.record(p.db, session, now, actor, "agency.suspended" if suspended else "agency.resumed",
+                           subject_type="agency", subject_id=agency_id or "*", detail={"reason": reason})
+    return result.rowcount or 0
+
+
+async def get_agency(p: Platform, agency_id: str) -> Agency:
+    async with p.db.sessions() as session:
+        agency = await session.get(Agency, agency_id)
+    if agency is None:
+        raise NotFound(f"no agency {agency_id}")
+    return agency
+
+
+def require(principal: Principal, *roles: str) -> None:
+    if principal.role not in roles:
+        raise Forbidden(f"this needs the role {' or '.join(roles)}; you are {principal.role}")
+

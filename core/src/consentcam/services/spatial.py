@@ -1,0 +1,44 @@
+"""Spatial candidate queries: the only place where the backends' indexes differ.
+
+Each returns a SELECT of cameras whose location lies in a bounding box, through the backend's index
+(SQLite R*Tree, PostGIS GiST, or PostgreSQL's built-in point GiST). Exact predicates are applied by the caller.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Integer, MetaData, Select, Table, func, literal_column
+
+from ..db import Database
+from ..db.models import Camera
+
+# The R*Tree lives outside the ORM metadata (hand-written DDL in consentcam.db.spatial).
+_rtree = Table(
+    "camera_rtree",
+    MetaData(),
+    Column("seq", Integer, primary_key=True),
+    Column("min_lon", Float),
+    Column("max_lon", Float),
+    Column("min_lat", Float),
+    Column("max_lat", Float),
+)
+
+BBox = tuple[float, float, float, float]  # (min_lon, min_lat, max_lon, max_lat)
+
+
+def in_bbox(db: Database, stmt: Select, bbox: BBox) -> Select:
+    min_lon, min_lat, max_lon, max_lat = bbox
+    exact = (Camera.lon >= min_lon, Camera.lon <= max_lon, Camera.lat >= min_lat, Camera.lat <= max_lat)
+    if db.spatial == "rtree":
+        # R*Tree stores 32-bit floats rounded outwards, so ask for overlap and keep the exact test on the real columns.
+        return stmt.join(_rtree, _rtree.c.seq == Camera.seq).where(
+            _rtree.c.max_lon >= min_lon,
+            _rtree.c.min_lon <= max_lon,
+            _rtree.c.max_lat >= min_lat,
+            _rtree.c.min_lat <= max_lat,
+            *exact,
+        )
+    if db.spatial == "postgis":
+        envelope = func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, 4326)
+        return stmt.where(literal_column("cameras.geom").op("&&")(envelope))
+    box = func.box(func.point(min_lon, min_lat), func.point(max_lon, max_lat))
+    return stmt.where(func.point(Camera.lon, Camera.lat).op("<@")(box))

@@ -1,0 +1,3 @@
+"""Importing this module registers every job handler of the core (notifications, fetches, analysis, exports)."""
+
+from . import jobs  # noqa: F401
