@@ -14,7 +14,7 @@ from ..platform import Platform, open_platform
 from ..services.accounts import authenticate
 from ..settings import Settings
 from .api import Api, _dumps
-from .keys import PLATFORM, PRINCIPAL, SESSION_COOKIE
+from .keys import API, PLATFORM, PRINCIPAL, SESSION_COOKIE
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def create_app(
     app = web.Application(middlewares=[security_headers, problems, principal], client_max_size=settings.json_body_limit)
     api = build_api()
     api.mount(app)
-    app["api"] = api
+    app[API] = api
     openapi_doc = api.openapi()
 
     async def openapi(_request: web.Request) -> web.Response:

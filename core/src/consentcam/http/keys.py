@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     from ..platform import Platform
+    from ..services.accounts import Principal
 
 PLATFORM: web.AppKey["Platform"] = web.AppKey("platform")
-PRINCIPAL = "consentcam.principal"
+API: web.AppKey[Any] = web.AppKey("api")
+PRINCIPAL: web.RequestKey["Principal"] = web.RequestKey("principal")
 SESSION_COOKIE = "consentcam_session"
