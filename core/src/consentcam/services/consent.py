@@ -397,6 +397,8 @@ async def reconcile_items(
 # --- the owner's view of every access -----------------------------------------------------------------
 
 
+OWNER_VISIBLE_DETAIL = frozenset({"version", "after", "reason", "request_id", "case_number", "evidence_id", "sha256",
+                                  "fields", "scope", "live", "ends_at"})
 ROLE_TITLES = {"investigator": "Investigator", "supervisor": "Supervisor", "auditor": "Auditor", "admin": "Administrator"}
 
 
@@ -430,8 +432,10 @@ async def access_log(p: Platform, owner_id: str, camera_id: str, *, before: int 
             who = "ConsentCam"
         else:
             who = ROLE_TITLES.get(e.actor_role or "", "Someone")
-        detail = {k: v for k, v in e.detail.items() if k in {"version", "after", "precise", "reason", "items", "request_id",
-                                                             "case_number", "evidence_id", "sha256", "fields", "scope"}}
+        # Only what concerns this camera: a map read names many cameras, and the owner sees none of the others.
+        detail = {k: v for k, v in e.detail.items() if k in OWNER_VISIBLE_DETAIL}
+        if "precise" in e.detail:
+            detail["precise_location_revealed"] = camera_id in e.detail["precise"]
         out.append({"seq": e.seq, "at": e.at, "action": e.action, "actor": who, "actor_role": e.actor_role,
                     "agency": agency, "detail": detail})
     return out
