@@ -88,11 +88,10 @@ def serve(host: str, port: int, demo: bool, no_migrate: bool) -> None:
 @click.option("--name", default=None, help="Worker name shown in the jobs table.")
 def worker(once: bool, name: str | None) -> None:
     """Run a job worker (notifications, fetches, analysis, exports)."""
-    from . import workflows  # noqa: F401 - registers the job handlers
-    from .jobs import Worker
+    from .workflows import make_worker
 
     async def go(p: Any) -> None:
-        w = Worker(p, name)
+        w = make_worker(p, name)
         if once:
             done = await w.drain()
             click.echo(f"{done} job(s) run")

@@ -67,13 +67,17 @@ def backoff_seconds(attempts: int) -> float:
 
 class Worker:
     def __init__(self, platform: Platform, name: str | None = None, *, batch: int = 20, lease_s: float = 120.0,
-                 poll_s: float = 0.25, kinds: tuple[str, ...] | None = None) -> None:
+                 poll_s: float = 0.25, kinds: tuple[str, ...] | None = None,
+                 maintenance: Callable[[Platform], Awaitable[Any]] | None = None, maintenance_every_s: float = 30.0) -> None:
         self.p = platform
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.batch = batch
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.kinds = kinds
+        self.maintenance = maintenance
+        self.maintenance_every_s = maintenance_every_s
+        self._last_maintenance = 0.0
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -147,9 +151,17 @@ class Worker:
                 break
         return total
 
+    async def _maintain(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.maintenance is None or loop.time() - self._last_maintenance < self.maintenance_every_s:
+            return
+        self._last_maintenance = loop.time()
+        await self.maintenance(self.p)
+
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
+                await self._maintain()
                 done = await self.run_once()
             except ServiceUnavailable:
                 done = 0

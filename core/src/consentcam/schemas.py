@@ -246,3 +246,121 @@ class Health(Output):
     database: str
     spatial_index: str
     version: str
+
+
+# --- footage requests ---------------------------------------------------------------------------------
+
+AREA_SCHEMA = {
+    "oneOf": [
+        {"type": "object", "title": "GeoJSON Polygon (holes allowed)", "required": ["type", "coordinates"],
+         "properties": {"type": {"const": "Polygon"},
+                        "coordinates": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}}}},
+        {"type": "object", "title": "Circle", "required": ["center", "radius_m"],
+         "properties": {"center": {"type": "object", "required": ["lat", "lon"],
+                                   "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
+                        "radius_m": {"type": "number", "exclusiveMinimum": 0}}},
+    ]
+}
+
+
+class Window(Input):
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class RequestCreate(Input):
+    case_number: str = Field(min_length=1, max_length=100)
+    description: str = Field(min_length=1, max_length=5000)
+    area: dict[str, Any] = Field(json_schema_extra=AREA_SCHEMA)
+    window: Window
+    category: str = Field(default="general", pattern=r"^[a-z0-9_-]{1,50}$",
+                          description="case category; the agency's retention policy for evidence follows it")
+
+
+class RequestPreview(Input):
+    area: dict[str, Any] = Field(json_schema_extra=AREA_SCHEMA)
+    window: Window
+
+
+class PreviewOut(Output):
+    matched: int
+    owners: int
+    area_km2: float
+
+
+class RequestCreated(Output):
+    id: str
+    status: Literal["pending_approval", "open"]
+    matched: int
+
+
+class RequestStatus(Output):
+    id: str
+    status: str
+
+
+class RequestItemOut(Output):
+    id: str
+    camera_id: str
+    status: Literal["notified", "uploaded", "declined", "expired", "cancelled"]
+    status_reason: str | None = None
+    link_expires_at: datetime
+    evidence_ids: list[str]
+
+
+class RequestOut(Output):
+    id: str
+    agency_id: str
+    case_number: str
+    description: str
+    category: str
+    area: dict[str, Any]
+    window: dict[str, datetime]
+    status: Literal["draft", "pending_approval", "open", "closed"]
+    matched: int
+    created_at: datetime
+    approved_at: datetime | None = None
+    closed_at: datetime | None = None
+    items: list[RequestItemOut] | None = None
+
+
+class RequestList(Output):
+    requests: list[RequestOut]
+
+
+class Receipt(Output):
+    evidence_id: str
+    sha256: str
+    size: int
+    received_at: datetime
+
+
+class InboxItem(Output):
+    id: str
+    camera_id: str
+    camera_label: str
+    status: str
+    status_reason: str | None = None
+    agency: str
+    case_number: str
+    description: str
+    window: dict[str, datetime]
+    link_expires_at: datetime
+    upload_url: str | None = None
+    receipts: list[Receipt]
+
+
+class Inbox(Output):
+    items: list[InboxItem]
+
+
+class DeclineIn(Input):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class UploadInfo(Output):
+    item_id: str
+    case_number: str
+    window: dict[str, datetime]
+    camera_id: str
+    received: int = Field(description="bytes already received of an interrupted upload; resume from here")

@@ -244,11 +244,13 @@ class FootageRequest(Base):
     window_start: Mapped[datetime]
     window_end: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(20))  # draft | pending_approval | open | closed
+    category: Mapped[str] = mapped_column(String(50), default="general", server_default="general")
     matched: Mapped[int] = mapped_column(Integer, default=0)
     approved_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     approved_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(36))
 
 
 class RequestItem(Base):
@@ -262,7 +264,8 @@ class RequestItem(Base):
     status: Mapped[str] = mapped_column(String(20))  # matched | notified | uploaded | declined | expired | cancelled
     status_reason: Mapped[str | None] = mapped_column(String(500))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    token_expires_at: Mapped[datetime]
+    token_salt: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    token_expires_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     __table_args__ = (UniqueConstraint("request_id", "camera_id", name="uq_request_items_request_camera"),)

@@ -61,6 +61,7 @@ class Operation:
     raw_body: str | None = None  # content type of a streamed body (uploads), not JSON
     raw_response: str | None = None  # content type of a streamed response
     extra_responses: dict[int, str] = field(default_factory=dict)
+    body_required: bool = True
 
     @property
     def operation_id(self) -> str:
@@ -99,12 +100,14 @@ class Api:
         raw_body: str | None = None,
         raw_response: str | None = None,
         extra_responses: dict[int, str] | None = None,
+        body_required: bool = True,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
                 Operation(method, path, handler, summary,
                           roles if isinstance(roles, str) else frozenset(roles),
-                          body, query, response, status, errors, tags, raw_body, raw_response, extra_responses or {})
+                          body, query, response, status, errors, tags, raw_body, raw_response, extra_responses or {},
+                          body_required)
             )
             return handler
 
@@ -132,6 +135,8 @@ class Api:
                     raise validation_problem("query", exc) from exc
             if op.body is not None:
                 raw = await request.read()
+                if not raw and not op.body_required:
+                    raw = b"{}"
                 if not raw:
                     raise MalformedBody("a JSON body is required")
                 try:
@@ -183,7 +188,8 @@ class Api:
             if params:
                 item["parameters"] = params
             if op.body is not None:
-                item["requestBody"] = {"required": True, "content": {"application/json": {"schema": keys[(op.body, "validation")]}}}
+                item["requestBody"] = {"required": op.body_required,
+                                       "content": {"application/json": {"schema": keys[(op.body, "validation")]}}}
             elif op.raw_body:
                 item["requestBody"] = {"required": True, "content": {op.raw_body: {"schema": {"type": "string", "format": "binary"}}}}
             if op.response is not None:

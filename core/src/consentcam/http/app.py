@@ -106,10 +106,10 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
 
 def build_api() -> Api:
     from .. import __version__
-    from . import routes
+    from . import routes, routes_requests
 
     api = Api("ConsentCam", __version__)
-    for register in routes.REGISTRARS:
+    for register in [*routes.REGISTRARS, routes_requests.request_routes]:
         register(api)
     return api
 
@@ -139,9 +139,9 @@ def create_app(
         app[PLATFORM] = opened
         worker = None
         if run_jobs if run_jobs is not None else settings.run_jobs_in_process:
-            from ..jobs import Worker
+            from ..workflows import make_worker
 
-            worker = Worker(opened, name="in-process")
+            worker = make_worker(opened, name="in-process")
             worker.start()
         try:
             yield

@@ -109,3 +109,12 @@ def consentcam_world(consentcam_platform: Any) -> Any:
     from .world import World
 
     return World(consentcam_platform)
+
+
+@pytest.fixture
+def consentcam_smtp() -> Iterator[Any]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd); point ``CONSENTCAM_SMTP_*`` at ``.host`` / ``.port``."""
+    from .smtp import SmtpServer
+
+    with SmtpServer() as box:
+        yield box

@@ -1,0 +1,506 @@
+"""Footage requests: the fence and window, matching, approval, request items with their upload capabilities,
+the owner's inbox, declines, closing, and the checks behind every upload link.
+
+Matching is one function with one meaning on every backend: a camera matches when it is active, inside the
+fence (its true location, whatever its public precision; on the edge counts), its grant in force gives this
+agency ``requests``, and its retention still covers the window's start at the moment of matching. The index
+narrows the candidates (R*Tree, PostGIS GiST or a point GiST); the exact fence test is the same code for all.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, literal_column, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .. import audit
+from ..db.types import new_id
+from ..db.models import Agency, Camera, Evidence, FootageRequest, RequestItem, User
+from ..errors import FieldError, Forbidden, Gone, InvalidInput, NotFound
+from ..geo import Fence, check_lat_lon, parse_area_geojson
+from ..jobs import enqueue
+from ..platform import Platform
+from ..security import digest
+from .accounts import Principal
+from .consent import OPEN_ITEM_STATES, Consent, jurisdiction_shape, shares_of
+from .spatial import in_bbox
+
+MAX_RADIUS_M = 50_000.0
+CLOCK_SKEW = timedelta(seconds=60)
+INVESTIGATORS = ("investigator", "supervisor")
+
+
+# --- the fence and the window -------------------------------------------------------------------------
+
+
+def parse_area(raw: Any) -> Fence:
+    """A GeoJSON Polygon (holes allowed) or ``{center: {lat, lon}, radius_m}``; errors name the field."""
+    loc = ("body", "area")
+    if not isinstance(raw, dict):
+        raise InvalidInput.at(loc, "area is a GeoJSON Polygon or {center: {lat, lon}, radius_m}")
+    if "center" in raw or "radius_m" in raw:
+        extra = set(raw) - {"center", "radius_m"}
+        if extra:
+            raise InvalidInput.at((*loc, sorted(extra)[0]), "unknown field in a circle area")
+        center, radius = raw.get("center"), raw.get("radius_m")
+        if not isinstance(center, dict) or not {"lat", "lon"} <= set(center):
+            raise InvalidInput.at((*loc, "center"), "center is {lat, lon}")
+        lat, lon = center["lat"], center["lon"]
+        if isinstance(lat, bool) or isinstance(lon, bool):
+            raise InvalidInput.at((*loc, "center"), "center is {lat, lon} in degrees")
+        check_lat_lon(lat, lon, (*loc, "center"))
+        if isinstance(radius, bool) or not isinstance(radius, int | float) or not math.isfinite(radius) or radius <= 0:
+            raise InvalidInput.at((*loc, "radius_m"), "radius_m is a positive number of metres")
+        if radius > MAX_RADIUS_M:
+            raise InvalidInput.at((*loc, "radius_m"), f"radius_m is at most {MAX_RADIUS_M:.0f} m")
+        return Fence.circle(float(lat), float(lon), float(radius))
+    polygon = parse_area_geojson(raw, loc)
+    return Fence.of_polygon(polygon)
+
+
+def check_fence(fence: Fence, agency: Agency) -> None:
+    area = fence.area_km2()
+    if area > agency.max_area_km2:
+        raise InvalidInput.at(("body", "area"), f"the area is {area:.2f} km², over this agency's limit of {agency.max_area_km2:g} km²")
+    if not jurisdiction_shape(agency).covers(fence.as_polygon()):
+        raise InvalidInput.at(("body", "area"), "the area reaches outside your agency's jurisdiction")
+
+
+def check_window(start: datetime, end: datetime, agency: Agency, now: datetime) -> None:
+    errors = []
+    if end <= start:
+        errors.append(FieldError(("body", "window", "end"), "the window must end after it starts"))
+    if end > now + CLOCK_SKEW:
+        errors.append(FieldError(("body", "window", "end"), "the window cannot end in the future"))
+    hours = (end - start).total_seconds() / 3600
+    if hours > agency.max_window_hours:
+        errors.append(FieldError(("body", "window"), f"the window is {hours:.1f} h, over this agency's limit of {agency.max_window_hours:g} h"))
+    if errors:
+        raise InvalidInput("; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors), errors=errors)
+
+
+# --- matching -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    camera_id: str
+    owner_id: str
+    lat: float
+    lon: float
+
+
+def _postgis_predicate(fence: Fence) -> Any:
+    if fence.is_circle:
+        assert fence.center is not None
+        lon, lat = fence.center
+        centre = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+        return func.ST_DWithin(func.geography(literal_column("cameras.geom")), func.geography(centre), fence.radius_m)
+    import json
+
+    geometry = func.ST_SetSRID(func.ST_GeomFromGeoJSON(json.dumps(fence.as_geojson())), 4326)
+    return func.ST_Intersects(literal_column("cameras.geom"), geometry)
+
+
+async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fence: Fence, window_start: datetime,
+                        now: datetime) -> list[Match]:
+    """The cameras to ask. The fence was checked to lie inside the agency's jurisdiction, so every camera inside it
+    receives the agency's grant; ``share_with`` cannot add any (a request never reaches outside the jurisdiction)."""
+    if agency.suspended:
+        return []
+    retention_needed_days = max(0.0, (now - window_start).total_seconds() / 86400)
+    stmt = select(Camera.id, Camera.owner_id, Camera.lat, Camera.lon).where(
+        Camera.status == "active",
+        Camera.grant_requests.is_(True),
+        or_(Camera.grant_expires_at.is_(None), Camera.grant_expires_at > now),
+        Camera.retention_days >= retention_needed_days,
+    )
+    stmt = in_bbox(p.db, stmt, fence.bbox())
+    if p.db.spatial == "postgis":
+        stmt = stmt.where(_postgis_predicate(fence))
+    rows = (await session.execute(stmt)).all()
+    if not rows:
+        return []
+    lons = np.fromiter((r.lon for r in rows), dtype=float, count=len(rows))
+    lats = np.fromiter((r.lat for r in rows), dtype=float, count=len(rows))
+    inside = fence.contains(lons, lats)
+    return [Match(r.id, r.owner_id, r.lat, r.lon) for r, keep in zip(rows, inside, strict=True) if keep]
+
+
+# --- capabilities -------------------------------------------------------------------------------------
+
+
+def item_token(p: Platform, item_id: str, salt: str) -> str:
+    """The item's upload capability: 256 bits from the deployment key and a random per-item salt. Only its
+    digest is stored, so the database alone never yields a working link; the notifier re-derives it."""
+    return "up_" + p.keyring.hmac(b"upload-capability", f"{item_id}:{salt}".encode())
+
+
+def upload_url(p: Platform, token: str) -> str:
+    return f"{p.settings.public_url}/api/v1/uploads/{token}"
+
+
+def page_url(p: Platform, token: str) -> str:
+    return f"{p.settings.public_url}/u/{token}"
+
+
+# --- lifecycle ----------------------------------------------------------------------------------------
+
+
+async def _agency_of(session: AsyncSession, principal: Principal) -> Agency:
+    if principal.agency_id is None:
+        raise Forbidden("footage requests belong to an agency")
+    agency = await session.get(Agency, principal.agency_id)
+    assert agency is not None
+    return agency
+
+
+async def preview(p: Platform, principal: Principal, area: Any, start: datetime, end: datetime) -> dict[str, Any]:
+    """How many cameras a request would ask, before sending (the console's live count). Reveals no location."""
+    now = p.now()
+    fence = parse_area(area)
+    async with p.db.sessions() as session:
+        agency = await _agency_of(session, principal)
+        check_window(start, end, agency, now)
+        check_fence(fence, agency)
+        matches = await match_cameras(p, session, agency, fence, start, now)
+    return {"matched": len(matches), "owners": len({m.owner_id for m in matches}), "area_km2": round(fence.area_km2(), 4)}
+
+
+async def _open(p: Platform, session: AsyncSession, request: FootageRequest, agency: Agency, actor: audit.Actor,
+                now: datetime) -> int:
+    """Match now, write one item per camera and one notification job per owner, all in this transaction."""
+    fence = parse_area(request.area)
+    matches = await match_cameras(p, session, agency, fence, request.window_start, now)
+    expires = now + timedelta(days=agency.upload_link_days)
+    items = []
+    for m in matches:
+        item = RequestItem(id=new_id(), request_id=request.id, camera_id=m.camera_id, owner_id=m.owner_id,
+                           status="notified", token_salt=secrets.token_hex(16), token_expires_at=expires, created_at=now,
+                           updated_at=now)
+        item.token_hash = digest(item_token(p, item.id, item.token_salt))
+        items.append(item)
+    session.add_all(items)
+    request.status, request.matched = "open", len(items)
+    for owner_id in sorted({m.owner_id for m in matches}):
+        await enqueue(session, now, "notify.request", {"request_id": request.id, "owner_id": owner_id},
+                      key=f"notify.request:{request.id}:{owner_id}")
+    await session.flush()
+    await audit.record(p.db, session, now, actor, "request.opened", subject_type="request", subject_id=request.id,
+                       camera_ids=[m.camera_id for m in matches],
+                       detail={"case_number": request.case_number, "request_id": request.id, "matched": len(items)})
+    return len(items)
+
+
+async def create_request(p: Platform, principal: Principal, spec: Any) -> FootageRequest:
+    if principal.role not in INVESTIGATORS:
+        raise Forbidden("footage requests are made by investigators")
+    now = p.now()
+    fence = parse_area(spec.area)
+    async with p.db.transaction() as session:
+        agency = await _agency_of(session, principal)
+        check_window(spec.window.start, spec.window.end, agency, now)
+        check_fence(fence, agency)
+        request = FootageRequest(
+            agency_id=agency.id, created_by=principal.user_id, case_number=spec.case_number, description=spec.description,
+            area=fence.as_geojson(), window_start=spec.window.start, window_end=spec.window.end,
+            status="pending_approval", category=spec.category, matched=0, created_at=now,
+        )
+        session.add(request)
+        await session.flush()
+        await audit.record(p.db, session, now, principal.actor, "request.created", subject_type="request",
+                           subject_id=request.id, detail={"case_number": spec.case_number, "request_id": request.id})
+        if agency.require_approval:
+            request.matched = len(await match_cameras(p, session, agency, fence, spec.window.start, now))
+        else:
+            await _open(p, session, request, agency, principal.actor, now)
+    return request
+
+
+async def approve(p: Platform, principal: Principal, request_id: str) -> FootageRequest:
+    if principal.role != "supervisor":
+        raise Forbidden("a supervisor approves requests")
+    now = p.now()
+    async with p.db.transaction() as session:
+        request = await _agency_request(session, principal, request_id, lock=True)
+        if request.status != "pending_approval":
+            raise InvalidInput.at("status", f"the request is {request.status}, not waiting for approval")
+        agency = await session.get(Agency, request.agency_id)
+        assert agency is not None
+        request.approved_by, request.approved_at = principal.user_id, now
+        await audit.record(p.db, session, now, principal.actor, "request.approved", subject_type="request",
+                           subject_id=request.id, detail={"case_number": request.case_number, "request_id": request.id})
+        # Consent is read again now: owners who revoked since the request was drafted are not asked.
+        await _open(p, session, request, agency, principal.actor, now)
+    return request
+
+
+async def close(p: Platform, principal: Principal, request_id: str) -> FootageRequest:
+    if principal.role not in INVESTIGATORS:
+        raise Forbidden("investigators and supervisors close requests")
+    now = p.now()
+    async with p.db.transaction() as session:
+        request = await _agency_request(session, principal, request_id, lock=True)
+        if request.status == "closed":
+            return request
+        request.status, request.closed_at, request.closed_by = "closed", now, principal.user_id
+        cancelled = (
+            await session.execute(
+                update(RequestItem)
+                .where(RequestItem.request_id == request.id, RequestItem.status.in_(OPEN_ITEM_STATES))
+                .values(status="cancelled", status_reason="the request was closed", updated_at=now)
+                .returning(RequestItem.camera_id)
+            )
+        ).scalars().all()
+        await audit.record(p.db, session, now, principal.actor, "request.closed", subject_type="request",
+                           subject_id=request.id, camera_ids=list(cancelled),
+                           detail={"case_number": request.case_number, "request_id": request.id,
+                                   "reason": "the request was closed", "cancelled": len(cancelled)})
+    return request
+
+
+async def _agency_request(session: AsyncSession, principal: Principal, request_id: str, *, lock: bool = False) -> FootageRequest:
+    """A request of the caller's agency; any other is "not found"."""
+    stmt = select(FootageRequest).where(FootageRequest.id == request_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    request = (await session.execute(stmt)).scalar_one_or_none()
+    if request is None or principal.agency_id is None or request.agency_id != principal.agency_id:
+        raise NotFound("no such request")
+    return request
+
+
+async def get_request(p: Platform, principal: Principal, request_id: str) -> dict[str, Any]:
+    now = p.now()
+    async with p.db.sessions() as session:
+        request = await _agency_request(session, principal, request_id)
+        items = (await session.execute(select(RequestItem).where(RequestItem.request_id == request.id)
+                                       .order_by(RequestItem.created_at, RequestItem.id))).scalars().all()
+        evidence = await _evidence_by_item(session, [i.id for i in items])
+    return request_out(request, items, evidence, now)
+
+
+async def list_requests(p: Platform, principal: Principal, status: str | None = None, limit: int = 100,
+                        offset: int = 0) -> list[dict[str, Any]]:
+    now = p.now()
+    async with p.db.sessions() as session:
+        if principal.agency_id is None:
+            raise Forbidden("footage requests belong to an agency")
+        stmt = select(FootageRequest).where(FootageRequest.agency_id == principal.agency_id)
+        if status:
+            stmt = stmt.where(FootageRequest.status == status)
+        requests = (await session.execute(stmt.order_by(FootageRequest.created_at.desc()).limit(limit).offset(offset))).scalars().all()
+    return [request_out(r, None, {}, now) for r in requests]
+
+
+async def _evidence_by_item(session: AsyncSession, item_ids: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    if not item_ids:
+        return out
+    rows = await session.execute(select(Evidence.request_item_id, Evidence.id).where(Evidence.request_item_id.in_(item_ids))
+                                 .order_by(Evidence.created_at))
+    for item_id, evidence_id in rows:
+        out.setdefault(item_id, []).append(evidence_id)
+    return out
+
+
+def item_status(item: RequestItem, now: datetime) -> str:
+    if item.status in OPEN_ITEM_STATES and item.token_expires_at <= now:
+        return "expired"
+    return item.status
+
+
+def request_out(request: FootageRequest, items: Any, evidence: dict[str, list[str]], now: datetime) -> dict[str, Any]:
+    out = {
+        "id": request.id, "agency_id": request.agency_id, "case_number": request.case_number,
+        "description": request.description, "category": request.category, "area": request.area,
+        "window": {"start": request.window_start, "end": request.window_end}, "status": request.status,
+        "matched": request.matched, "created_at": request.created_at, "approved_at": request.approved_at,
+        "closed_at": request.closed_at,
+    }
+    if items is not None:
+        out["items"] = [
+            {"id": i.id, "camera_id": i.camera_id, "status": item_status(i, now), "status_reason": i.status_reason,
+             "link_expires_at": i.token_expires_at, "evidence_ids": evidence.get(i.id, [])}
+            for i in items
+        ]
+    return out
+
+
+# --- the owner's side ---------------------------------------------------------------------------------
+
+
+async def inbox(p: Platform, principal: Principal) -> list[dict[str, Any]]:
+    """The request items for the caller's cameras: what is asked, never anything about other owners."""
+    now = p.now()
+    async with p.db.sessions() as session:
+        rows = (
+            await session.execute(
+                select(RequestItem, FootageRequest, Camera.label, Agency.name)
+                .join(FootageRequest, FootageRequest.id == RequestItem.request_id)
+                .join(Camera, Camera.id == RequestItem.camera_id)
+                .join(Agency, Agency.id == FootageRequest.agency_id)
+                .where(RequestItem.owner_id == principal.user_id)
+                .order_by(RequestItem.created_at.desc())
+            )
+        ).all()
+        evidence_rows = (
+            await session.execute(
+                select(Evidence.request_item_id, Evidence.id, Evidence.sha256, Evidence.size, Evidence.created_at)
+                .where(Evidence.request_item_id.in_([r.RequestItem.id for r in rows]))
+            )
+        ).all() if rows else []
+    receipts: dict[str, list[dict[str, Any]]] = {}
+    for item_id, evidence_id, sha256, size, created_at in evidence_rows:
+        receipts.setdefault(item_id, []).append({"evidence_id": evidence_id, "sha256": sha256, "size": size, "received_at": created_at})
+    out = []
+    for item, request, label, agency_name in rows:
+        status = item_status(item, now)
+        entry = {
+            "id": item.id, "camera_id": item.camera_id, "camera_label": label, "status": status,
+            "status_reason": item.status_reason, "agency": agency_name, "case_number": request.case_number,
+            "description": request.description, "window": {"start": request.window_start, "end": request.window_end},
+            "link_expires_at": item.token_expires_at, "receipts": receipts.get(item.id, []),
+        }
+        if status in OPEN_ITEM_STATES or status == "uploaded":
+            token = item_token(p, item.id, item.token_salt)
+            if status != "uploaded" or item.token_expires_at > now:
+                entry["upload_url"] = upload_url(p, token)
+        out.append(entry)
+    return out
+
+
+async def decline(p: Platform, principal: Principal | None, item_id: str | None = None, token: str | None = None,
+                  reason: str | None = None) -> dict[str, Any]:
+    """The owner says no (signed in, or through the item's link). Nothing is asked of them again for it."""
+    now = p.now()
+    async with p.db.transaction() as session:
+        stmt = select(RequestItem).with_for_update()
+        if token is not None:
+            stmt = stmt.where(RequestItem.token_hash == digest(token))
+        else:
+            stmt = stmt.where(RequestItem.id == item_id)
+        item = (await session.execute(stmt)).scalar_one_or_none()
+        if item is None or (principal is not None and item.owner_id != principal.user_id):
+            raise NotFound("no such request item")
+        status = item_status(item, now)
+        if status == "declined":
+            return {"id": item.id, "status": "declined"}
+        if status not in OPEN_ITEM_STATES:
+            raise Gone(f"this request item is {status}; there is nothing to decline")
+        item.status, item.status_reason, item.updated_at = "declined", (reason or "declined by the owner")[:500], now
+        actor = principal.actor if principal else audit.Actor(kind="user", user_id=item.owner_id, role="owner")
+        await audit.record(p.db, session, now, actor, "item.declined", subject_type="request_item", subject_id=item.id,
+                           camera_ids=[item.camera_id], detail={"request_id": item.request_id, "reason": item.status_reason})
+    return {"id": item.id, "status": "declined"}
+
+
+# --- upload links -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where an upload through a link goes: one item of one request, for one camera."""
+
+    item_id: str
+    request_id: str
+    camera_id: str
+    agency_id: str
+    owner_id: str
+    case_number: str
+    window_start: datetime
+    window_end: datetime
+
+
+async def check_upload(p: Platform, session: AsyncSession, *, token: str | None = None, item_id: str | None = None,
+                       lock: bool = False) -> UploadTarget:
+    """Is this link still good, right now? Unknown: 404. Cancelled, declined, expired, closed or no longer covered
+    by consent (revoked, lapsed, paused, agency suspended): 410, and a lapsed item is cancelled on the spot.
+    The vault calls this again, locked, in the transaction that commits a clip, so a revocation racing an
+    upload either comes first (nothing stored) or second (the clip was delivered before it)."""
+    now = p.now()
+    stmt = select(RequestItem, FootageRequest, Camera, Agency).join(
+        FootageRequest, FootageRequest.id == RequestItem.request_id
+    ).join(Camera, Camera.id == RequestItem.camera_id).join(Agency, Agency.id == FootageRequest.agency_id)
+    stmt = stmt.where(RequestItem.token_hash == digest(token)) if token is not None else stmt.where(RequestItem.id == item_id)
+    if lock:
+        stmt = stmt.with_for_update(of=RequestItem)
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        raise NotFound("this upload link is not known")
+    item, request, camera, agency = row
+    status = item_status(item, now)
+    if status not in ("notified", "uploaded"):
+        raise Gone(f"this upload link no longer works: the request item is {status}"
+                   + (f" ({item.status_reason})" if item.status_reason else ""))
+    if item.token_expires_at <= now:
+        raise Gone("this upload link has expired")
+    if request.status != "open":
+        raise Gone(f"this upload link no longer works: the request is {request.status}")
+    shares = (await shares_of(session, [camera.id]))[camera.id]
+    if not Consent.of(camera, shares, now).allows("requests", agency, camera):
+        if lock:
+            item.status, item.status_reason, item.updated_at = "cancelled", "consent no longer covers this request", now
+        raise Gone("this upload link no longer works: the camera's consent no longer covers this request")
+    return UploadTarget(item.id, request.id, camera.id, agency.id, item.owner_id, request.case_number,
+                        request.window_start, request.window_end)
+
+
+async def item_for_upload(p: Platform, token: str) -> UploadTarget:
+    async with p.db.sessions() as session:
+        return await check_upload(p, session, token=token)
+
+
+async def mark_uploaded(p: Platform, session: AsyncSession, target: UploadTarget, now: datetime) -> None:
+    await session.execute(
+        update(RequestItem).where(RequestItem.id == target.item_id, RequestItem.status == "notified")
+        .values(status="uploaded", updated_at=now)
+    )
+
+
+# --- upkeep -------------------------------------------------------------------------------------------
+
+
+async def sweep(p: Platform) -> dict[str, int]:
+    """Record what time did by itself: links that expired, and items whose grant lapsed (expires_at)."""
+    now = p.now()
+    async with p.db.transaction() as session:
+        expired = (
+            await session.execute(
+                update(RequestItem).where(RequestItem.status.in_(OPEN_ITEM_STATES), RequestItem.token_expires_at <= now)
+                .values(status="expired", status_reason="the upload link expired", updated_at=now)
+                .returning(RequestItem.id, RequestItem.camera_id)
+            )
+        ).all()
+        lapsed_cameras = (
+            await session.execute(
+                select(Camera).join(RequestItem, RequestItem.camera_id == Camera.id)
+                .where(RequestItem.status.in_(OPEN_ITEM_STATES), Camera.grant_expires_at.is_not(None),
+                       Camera.grant_expires_at <= now).distinct()
+            )
+        ).scalars().all()
+        cancelled = 0
+        from .consent import reconcile_items
+
+        for camera in lapsed_cameras:
+            shares = (await shares_of(session, [camera.id]))[camera.id]
+            cancelled += len(await reconcile_items(p, session, camera, shares, audit.Actor.system("sweep"), now,
+                                                   reason="the owner's grant expired"))
+        if expired:
+            await audit.record(p.db, session, now, audit.Actor.system("sweep"), "items.expired", subject_type="request_item",
+                               subject_id=None, camera_ids=[c for _, c in expired],
+                               detail={"items": sorted(i for i, _ in expired), "reason": "the upload link expired"})
+    return {"expired": len(expired), "cancelled": cancelled}
+
+
+async def owner_of(session: AsyncSession, owner_id: str) -> User:
+    owner = await session.get(User, owner_id)
+    if owner is None:
+        raise NotFound("no such owner")
+    return owner
