@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from sqlalchemy import func, select
-
 from consentcam.db.models import Job, RequestItem
 from consentcam.errors import Gone
 from consentcam.services.requests import item_for_upload
 from consentcam.workflows import make_worker
+from sqlalchemy import func, select
 
 CENTRE = (41.88, -87.63)  # lat, lon; the World's default agency square is centred here
 
@@ -219,7 +218,6 @@ async def test_notifications_survive_a_down_mail_server(consentcam_client, conse
 async def test_webhook_channel_signs_and_a_receiver_can_verify(consentcam_client, consentcam_world, consentcam_platform,
                                                                consentcam_clock, aiohttp_server):
     from aiohttp import web
-
     from consentcam.channels import verify_webhook
 
     received = []

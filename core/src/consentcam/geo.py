@@ -62,7 +62,7 @@ def _polygon(coordinates: Any, loc: Loc) -> Polygon:
 
 
 def _explain(reason: str) -> str:
-    match = re.match(r"([A-Za-z ]+)\[([-\d.e]+) ([-\d.e]+)\]", reason)
+    match = re.match(r"([A-Za-z -]+)\[([-\d.e+]+) ([-\d.e+]+)\]", reason)
     if not match:
         return f"invalid polygon: {reason}"
     what, lon, lat = match.group(1).strip(), float(match.group(2)), float(match.group(3))
@@ -121,11 +121,11 @@ class Fence:
     _prepared: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def circle(cls, lat: float, lon: float, radius_m: float) -> "Fence":
+    def circle(cls, lat: float, lon: float, radius_m: float) -> Fence:
         return cls(center=(lon, lat), radius_m=radius_m)
 
     @classmethod
-    def of_polygon(cls, polygon: Polygon) -> "Fence":
+    def of_polygon(cls, polygon: Polygon) -> Fence:
         shapely.prepare(polygon)
         return cls(polygon=polygon)
 

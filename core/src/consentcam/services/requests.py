@@ -20,8 +20,8 @@ from sqlalchemy import func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import audit
-from ..db.types import new_id
 from ..db.models import Agency, Camera, Evidence, FootageRequest, RequestItem, User
+from ..db.types import new_id
 from ..errors import FieldError, Forbidden, Gone, InvalidInput, NotFound
 from ..geo import Fence, check_lat_lon, parse_area_geojson
 from ..jobs import enqueue
