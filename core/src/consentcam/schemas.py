@@ -364,3 +364,38 @@ class UploadInfo(Output):
     window: dict[str, datetime]
     camera_id: str
     received: int = Field(description="bytes already received of an interrupted upload; resume from here")
+
+
+# --- transparency -------------------------------------------------------------------------------------
+
+
+class TransparencyMonth(Output):
+    month: str = Field(description="YYYY-MM (UTC)")
+    agency_id: str
+    agency: str
+    requests: int
+    cameras_asked: int
+    clips_received: int
+    live_sessions: int
+    emergencies: int
+
+
+class MonthCount(Output):
+    month: str
+    count: int
+
+
+class AgencyPolicy(Output):
+    id: str
+    name: str
+    policy_text: str
+    suspended: bool
+    require_approval: bool
+    max_window_hours: float
+    max_area_km2: float
+
+
+class TransparencyReport(Output):
+    months: list[TransparencyMonth]
+    revocations: list[MonthCount]
+    agencies: list[AgencyPolicy]

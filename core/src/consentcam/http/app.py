@@ -109,7 +109,7 @@ def build_api() -> Api:
     from . import routes, routes_requests
 
     api = Api("ConsentCam", __version__)
-    for register in [*routes.REGISTRARS, routes_requests.request_routes]:
+    for register in [*routes.REGISTRARS, routes_requests.request_routes, routes_requests.transparency_routes]:
         register(api)
     return api
 

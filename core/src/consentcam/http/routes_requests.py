@@ -12,8 +12,9 @@ from ..schemas import (
     RequestOut,
     RequestPreview,
     RequestStatus,
+    TransparencyReport,
 )
-from ..services import requests
+from ..services import requests, transparency
 from .api import PUBLIC, Api, Call
 
 INVESTIGATORS = {"investigator", "supervisor"}
@@ -77,3 +78,10 @@ def request_routes(api: Api) -> None:
     async def decline_by_link(call: Call) -> RequestStatus:
         result = await requests.decline(call.platform, None, token=call.param("token"), reason=call.body.reason)
         return RequestStatus.model_validate(result)
+
+
+def transparency_routes(api: Api) -> None:
+    @api.route("GET", "/api/v1/transparency", summary="Public monthly counts per agency, and owners' revocations",
+               roles=PUBLIC, response=TransparencyReport, tags=("oversight",))
+    async def transparency_report(call: Call) -> TransparencyReport:
+        return TransparencyReport.model_validate(await transparency.report(call.platform))
