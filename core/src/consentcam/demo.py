@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from .audit import Actor
 from .db.models import Agency, User
+from .errors import Conflict
 from .platform import Platform
 from .schemas import AgencyCreate, CameraCreate, GrantIn, LatLon, View
 from .security import hash_password
@@ -86,7 +87,7 @@ async def load_demo(
     if existing is not None:
         if only_if_empty:
             return {"agency_id": existing.id, "owners": owners_present, "note": "demo already loaded"}
-        raise ValueError("the demo city is already loaded in this database")
+        raise Conflict("the demo city is already loaded in this database")
     rng = random.Random(seed)
     system = Actor.system("demo")
     agency_id = await accounts.create_agency(p, system, AgencyCreate(

@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -78,13 +78,17 @@ BIOMETRIC_CAPABILITIES = frozenset(
         "biometric",
     }
 )
-_BIOMETRIC_PATTERN = re.compile(r"face_(recogn|search|ident|match|verif)|gait|voice_?(id|recogn|print)|speaker|biometric|re_?ident")
+_BIOMETRIC_PATTERN = re.compile(
+    r"(?<![a-z0-9])face_?(recogn|search|ident|match|verif|id(?![a-z]))|gait|voice_?(id|recogn|print)|speaker|biometric|re_?ident"
+)
 
 
 def refusal_reason(capability: str) -> str | None:
     """Why a declared capability is refused, or None if it is allowed."""
     name = capability.strip().lower()
-    if name in BIOMETRIC_CAPABILITIES or _BIOMETRIC_PATTERN.search(name):
+    # Matched with every separator made one: "x-face-recognition" or "Face Search" must not slip through.
+    words = re.sub(r"[^a-z0-9]+", "_", name)
+    if words in BIOMETRIC_CAPABILITIES or _BIOMETRIC_PATTERN.search(words):
         return f"capability {capability!r} is biometric identification, which ConsentCam never loads"
     if name in KNOWN_CAPABILITIES or name.startswith("x-"):
         return None
@@ -134,6 +138,18 @@ class PluginHost:
 
     async def fetch_recording(self, camera: CameraRef, window: TimeWindow, sink: ClipSink) -> FetchResult | None:
         return await self._first("consentcam_fetch_recording", camera=camera, window=window, sink=sink)
+
+    async def fetch_recording_named(
+        self, camera: CameraRef, window: TimeWindow, make_sink: Callable[[str], ClipSink]
+    ) -> tuple[str, FetchResult | None]:
+        """Like ``fetch_recording``, but each plugin gets a sink that knows its name, so custody names it."""
+        for impl in reversed(self.pm.hook.consentcam_fetch_recording.get_hookimpls()):
+            result = impl.function(camera=camera, window=window, sink=make_sink(impl.plugin_name))
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                return impl.plugin_name, result
+        return "", None
 
     async def notify_owner(self, notification: OwnerNotification) -> list[DeliveryResult]:
         return await self._gather("consentcam_notify_owner", notification=notification)

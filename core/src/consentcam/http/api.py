@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from ..errors import FieldError, Forbidden, InvalidInput, MalformedBody, Unauthorized
+from ..errors import FieldError, Forbidden, InvalidInput, MalformedBody, NotFound, Unauthorized
 from ..services.accounts import Principal
 from .keys import PLATFORM, PRINCIPAL
 
@@ -62,6 +62,7 @@ class Operation:
     raw_response: str | None = None  # content type of a streamed response
     extra_responses: dict[int, str] = field(default_factory=dict)
     body_required: bool = True
+    scope: str | None = None  # the API-key scope that also grants this operation
 
     @property
     def operation_id(self) -> str:
@@ -101,13 +102,14 @@ class Api:
         raw_response: str | None = None,
         extra_responses: dict[int, str] | None = None,
         body_required: bool = True,
+        scope: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
                 Operation(method, path, handler, summary,
                           roles if isinstance(roles, str) else frozenset(roles),
                           body, query, response, status, errors, tags, raw_body, raw_response, extra_responses or {},
-                          body_required)
+                          body_required, scope)
             )
             return handler
 
@@ -125,9 +127,14 @@ class Api:
             if op.roles != PUBLIC:
                 if principal is None:
                     raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'")
-                if isinstance(op.roles, frozenset) and principal.role not in op.roles:
+                if principal.role == "api_key":
+                    if op.scope is None or op.scope not in (principal.scopes or ()):
+                        raise Forbidden(f"this API key may not call {op.method} {op.path}"
+                                        + (f"; it needs the scope {op.scope}" if op.scope else "; no API key may"))
+                elif isinstance(op.roles, frozenset) and principal.role not in op.roles:
                     raise Forbidden(f"this needs the role {' or '.join(sorted(op.roles))}; you are {principal.role}")
             call = Call(request, principal)
+            _refuse_nul(request)
             if op.query is not None:
                 try:
                     call.query = op.query.model_validate(dict(request.query))
@@ -138,13 +145,18 @@ class Api:
                 if not raw and not op.body_required:
                     raw = b"{}"
                 if not raw:
-                    raise MalformedBody("a JSON body is required")
+                    raise MalformedBody("a JSON body is required", errors=[FieldError(("body",), "a JSON body is required")])
                 try:
                     call.body = op.body.model_validate_json(raw)
                 except ValidationError as exc:
-                    if any(e["type"] == "json_invalid" for e in exc.errors()):
-                        raise MalformedBody("the body is not valid JSON") from exc
+                    invalid = [e["msg"] for e in exc.errors(include_url=False) if e["type"] == "json_invalid"]
+                    if invalid:
+                        raise MalformedBody(f"the body is not valid JSON: {invalid[0]}",
+                                            errors=[FieldError(("body",), invalid[0])]) from exc
                     raise validation_problem("body", exc) from exc
+                where = _nul_at(call.body.model_dump(), ("body",))
+                if where is not None:
+                    raise InvalidInput.at(where, NUL_MESSAGE)
             result = await op.handler(call)
             if isinstance(result, web.StreamResponse):
                 return result
@@ -171,6 +183,7 @@ class Api:
         paths: dict[str, Any] = {}
         for op in self.operations:
             item: dict[str, Any] = {
+                **({"x-api-key-scope": op.scope} if op.scope else {}),
                 "operationId": op.operation_id,
                 "summary": op.summary,
                 "tags": list(op.tags),
@@ -210,8 +223,11 @@ class Api:
             if op.roles != PUBLIC:
                 problems |= {401, 403}
                 item["security"] = [{"bearer": []}, {"cookie": []}]
-            if op.body is not None or op.query is not None:
-                problems |= {400, 422}
+            if _path_params(op.path):
+                problems.add(404)  # an id that names nothing
+            problems |= {400, 422}  # any call can carry a malformed query string
+            if op.body is not None or op.raw_body:
+                problems.add(413)  # over the body limit, refused before any handler runs
             problems |= {429, 503}
             for status in sorted(problems):
                 item["responses"].setdefault(str(status), {
@@ -233,6 +249,34 @@ class Api:
                 },
             },
         }
+
+
+NUL_MESSAGE = "text must not contain NUL characters"
+
+
+def _nul_at(value: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+    """Where a text holds a NUL character (PostgreSQL cannot store one; nobody needs one), or None."""
+    if isinstance(value, str):
+        return loc if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = _nul_at(key, (*loc, key)) or _nul_at(item, (*loc, key))
+            if where is not None:
+                return where
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            where = _nul_at(item, (*loc, i))
+            if where is not None:
+                return where
+    return None
+
+
+def _refuse_nul(request: web.Request) -> None:
+    if any("\x00" in value for value in request.match_info.values()):
+        raise NotFound("no such resource")
+    for key, value in request.query.items():
+        if "\x00" in key or "\x00" in value:
+            raise InvalidInput.at(("query", key), NUL_MESSAGE)
 
 
 def _path_params(path: str) -> list[str]:

@@ -52,7 +52,7 @@ def accounts_routes(api: Api) -> None:
         return Created(id=await accounts.register_owner(call.platform, call.body))
 
     @api.route("POST", "/api/v1/auth/login", summary="Sign in; returns a bearer token", roles=PUBLIC, body=Login,
-               response=LoginResult, tags=("accounts",))
+               response=LoginResult, errors=(401,), tags=("accounts",))
     async def login(call: Call) -> LoginResult:
         secret, token, user = await accounts.login(call.platform, call.body.email, call.body.password,
                                                    call.request.remote or "unknown")
@@ -180,14 +180,14 @@ def camera_routes(api: Api) -> None:
 
 def map_routes(api: Api) -> None:
     @api.route("GET", "/api/v1/map/cameras", summary="Cameras granted to your agency's map (GeoJSON)",
-               roles=AGENCY_USERS, query=MapQuery, response=FeatureCollection, tags=("map",))
+               roles=AGENCY_USERS, query=MapQuery, response=FeatureCollection, tags=("map",), scope="map:read")
     async def map_cameras(call: Call) -> dict:
         return await map_read(call.platform, call.user, parse_bbox(call.query.bbox))
 
 
 def oversight_routes(api: Api) -> None:
     @api.route("GET", "/api/v1/audit/verify", summary="Check the audit hash chain end to end",
-               roles={"auditor", "admin"}, response=ChainReport, tags=("oversight",))
+               roles={"auditor", "admin"}, response=ChainReport, tags=("oversight",), scope="audit:read")
     async def audit_verify(call: Call) -> ChainReport:
         check = await verify_chain(call.platform.db)
         return ChainReport(ok=check.ok, events=check.events, head=check.head, broken_at=check.broken_at, reason=check.reason)

@@ -7,6 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
@@ -34,6 +36,8 @@ class Principal:
 
     @property
     def actor(self) -> Actor:
+        if self.token_kind == "api_key":
+            return Actor(kind="api_key", user_id=self.user_id, role="api_key", agency_id=self.agency_id, name=self.name)
         return Actor(kind="user", user_id=self.user_id, role=self.role, agency_id=self.agency_id, badge=self.badge)
 
     @property
@@ -87,12 +91,16 @@ async def _note_failure(p: Platform, keys: list[str]) -> None:
     now = p.now()
     limit = p.settings.login_max_failures
     async with p.db.transaction() as session:
-        for key in keys:
-            row = await session.get(LoginThrottle, key)
-            if row is None:
-                row = LoginThrottle(key=key, failures=0, last_failure_at=now)
-                session.add(row)
-            elif (now - row.last_failure_at) > timedelta(minutes=15):
+        # Concurrent failures for the same key must neither collide inserting its row nor lose a count: insert
+        # what is missing (ignoring a row another failure just wrote), then lock the rows in a fixed order.
+        insert_ignoring = (sqlite_insert if p.db.is_sqlite else postgresql_insert)(LoginThrottle)
+        await session.execute(insert_ignoring.on_conflict_do_nothing(),
+                              [{"key": key, "failures": 0, "last_failure_at": now} for key in sorted(keys)])
+        rows = (await session.execute(
+            select(LoginThrottle).where(LoginThrottle.key.in_(keys)).order_by(LoginThrottle.key).with_for_update()
+        )).scalars().all()
+        for row in rows:
+            if (now - row.last_failure_at) > timedelta(minutes=15):
                 row.failures = 0
             row.failures += 1
             row.last_failure_at = now
@@ -183,8 +191,9 @@ def parse_jurisdiction(raw: Any, loc: tuple[str | int, ...] = ("jurisdiction",))
     return to_geojson(geometry), bounds_of(geometry)
 
 
-async def create_agency(p: Platform, actor: Actor, spec: AgencyCreate) -> str:
-    jurisdiction, (min_lon, min_lat, max_lon, max_lat) = parse_jurisdiction(spec.jurisdiction)
+async def create_agency(p: Platform, actor: Actor, spec: AgencyCreate,
+                        loc: tuple[str | int, ...] = ("body", "jurisdiction")) -> str:
+    jurisdiction, (min_lon, min_lat, max_lon, max_lat) = parse_jurisdiction(spec.jurisdiction, loc)
     now = p.now()
     agency = Agency(
         name=spec.name,

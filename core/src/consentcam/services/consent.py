@@ -8,11 +8,12 @@ same transaction: open request items are cancelled, so their upload links fail a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from shapely.geometry import shape
 from sqlalchemy import delete, insert, select, update
@@ -123,7 +124,7 @@ def grant_out(camera: Camera, shares: Iterable[str], now: datetime, created_at: 
         share_with=sorted(shares),
         expires_at=camera.grant_expires_at,
         revoked=revoked,
-        in_force=consent.active,
+        in_force=consent.active and not revoked,
         created_at=created_at,
     )
 
@@ -134,7 +135,7 @@ def public_connection(camera: Camera) -> dict[str, Any]:
     return data
 
 
-def camera_out(camera: Camera, shares: Iterable[str], now: datetime) -> CameraOut:
+def camera_out(camera: Camera, shares: Iterable[str], now: datetime, latest: GrantVersion | None = None) -> CameraOut:
     view = None
     if camera.bearing_deg is not None:
         view = {"bearing_deg": camera.bearing_deg, "fov_deg": camera.fov_deg, "range_m": camera.range_m}
@@ -148,7 +149,8 @@ def camera_out(camera: Camera, shares: Iterable[str], now: datetime) -> CameraOu
         status=camera.status,
         connection=public_connection(camera),
         capabilities=list(camera.capabilities or []),
-        grant=grant_out(camera, shares, now),
+        grant=grant_out(camera, shares, now, created_at=latest.created_at if latest else None,
+                        revoked=bool(latest and latest.revoked)),
         created_at=camera.created_at,
     )
 
@@ -164,20 +166,44 @@ def split_connection(p: Platform, connection: Connection | None) -> tuple[str, d
     kind = raw.pop("kind", "manual")
     secret = {k: raw.pop(k) for k in list(raw) if k in SECRET_FIELDS}
     url = raw.get("url")
-    if isinstance(url, str) and "@" in (urlsplit(url).netloc or ""):
-        parts = urlsplit(url)
-        userinfo, host = parts.netloc.rsplit("@", 1)
-        user, _, password = userinfo.partition(":")
-        raw["url"] = urlunsplit(parts._replace(netloc=host))
-        secret.setdefault("username", user)
-        if password:
-            secret.setdefault("password", password)
+    if isinstance(url, str):
+        raw["url"] = _strip_credentials(url, secret)
     if "username" in raw and secret:
         secret.setdefault("username", raw["username"])
     for key, value in raw.items():
         if not isinstance(value, str | int | float | bool | dict | list) or (isinstance(value, str) and len(value) > 2000):
             raise InvalidInput.at(("body", "connection", key), "connection fields are short strings, numbers or flags")
     return kind, raw, p.keyring.encrypt(_json(secret)) if secret else None
+
+
+_QUERY_SECRETS = re.compile(r"(^|&)(user(name)?|pass(word|wd)?|pwd|token|auth|key|secret)=", re.I)
+
+
+def _strip_credentials(url: str, secret: dict[str, Any]) -> str:
+    """Move ``user:password@`` out of a URL into the secret; refuse URLs whose credentials cannot be split off
+    safely, rather than store part of a password in a field that is shown back."""
+    loc = ("body", "connection", "url")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed host:port, e.g. a password with a raw "/" in it
+    except ValueError:
+        # The parser's own message can quote part of the password: never repeat it.
+        raise InvalidInput.at(loc, "not a valid URL; percent-encode special characters in a password, "
+                                   "or give username and password as separate fields") from None
+    if "@" in parts.path or "@" in parts.query or "@" in parts.fragment:
+        raise InvalidInput.at(loc, "the URL's credentials contain a character that must be percent-encoded ('/', '?' "
+                                   "or '#'); percent-encode it, or give username and password as separate fields")
+    if parts.query and _QUERY_SECRETS.search(parts.query):
+        raise InvalidInput.at(loc, "credentials in the URL's query are not accepted; give username and password as "
+                                   "separate fields, which are stored encrypted and never shown again")
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    secret.setdefault("username", unquote(user))
+    if password:
+        secret.setdefault("password", unquote(password))
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def _json(value: Any) -> str:
@@ -195,11 +221,23 @@ def connection_secret(p: Platform, camera: Camera) -> dict[str, Any]:
 # --- cameras ------------------------------------------------------------------------------------------
 
 
-async def own_camera(session: AsyncSession, owner_id: str, camera_id: str) -> Camera:
-    """The caller's camera; another owner's camera is "not found", as if it did not exist."""
-    camera = (
-        await session.execute(select(Camera).where(Camera.id == camera_id, Camera.owner_id == owner_id, Camera.status != "removed"))
-    ).scalar_one_or_none()
+async def latest_versions(session: AsyncSession, cameras: Sequence[Camera]) -> dict[str, GrantVersion]:
+    """The version in force of each camera's grant: whether it was a revocation, and when it was written."""
+    wanted = {(c.id, c.grant_version) for c in cameras if c.grant_version > 0}
+    if not wanted:
+        return {}
+    rows = await session.execute(select(GrantVersion).where(GrantVersion.camera_id.in_([c for c, _ in wanted])))
+    return {v.camera_id: v for v in rows.scalars() if (v.camera_id, v.version) in wanted}
+
+
+async def own_camera(session: AsyncSession, owner_id: str, camera_id: str, *, lock: bool = False) -> Camera:
+    """The caller's camera; another owner's camera is "not found", as if it did not exist.
+
+    With ``lock`` the row is locked for the transaction (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
+    writers), so that two concurrent changes cannot both read grant version N and both write N + 1.
+    """
+    stmt = select(Camera).where(Camera.id == camera_id, Camera.owner_id == owner_id, Camera.status != "removed")
+    camera = (await session.execute(stmt.with_for_update() if lock else stmt)).scalar_one_or_none()
     if camera is None:
         raise NotFound("no such camera")
     return camera
@@ -243,7 +281,8 @@ async def list_cameras(p: Platform, owner_id: str) -> list[CameraOut]:
             )
         ).scalars().all()
         shares = await shares_of(session, [c.id for c in cameras])
-    return [camera_out(c, shares[c.id], now) for c in cameras]
+        latest = await latest_versions(session, cameras)
+    return [camera_out(c, shares[c.id], now, latest.get(c.id)) for c in cameras]
 
 
 async def get_camera(p: Platform, owner_id: str, camera_id: str) -> CameraOut:
@@ -251,14 +290,15 @@ async def get_camera(p: Platform, owner_id: str, camera_id: str) -> CameraOut:
     async with p.db.sessions() as session:
         camera = await own_camera(session, owner_id, camera_id)
         shares = await shares_of(session, [camera.id])
-    return camera_out(camera, shares[camera.id], now)
+        latest = await latest_versions(session, [camera])
+    return camera_out(camera, shares[camera.id], now, latest.get(camera.id))
 
 
 async def update_camera(p: Platform, actor: Actor, camera_id: str, spec: CameraUpdate) -> CameraOut:
     now = p.now()
     changes = spec.model_dump(exclude_unset=True)
     async with p.db.transaction() as session:
-        camera = await own_camera(session, actor.user_id or "", camera_id)
+        camera = await own_camera(session, actor.user_id or "", camera_id, lock=True)
         if spec.location is not None:
             check_lat_lon(spec.location.lat, spec.location.lon, ("body", "location"))
             camera.lat, camera.lon = spec.location.lat, spec.location.lon
@@ -272,12 +312,13 @@ async def update_camera(p: Platform, actor: Actor, camera_id: str, spec: CameraU
             camera.connection_kind, camera.connection, camera.connection_secret = split_connection(p, spec.connection)
         camera.updated_at = now
         shares = (await shares_of(session, [camera.id]))[camera.id]
+        latest = (await latest_versions(session, [camera])).get(camera.id)
         await session.flush()
         await reconcile_items(p, session, camera, shares, actor, now, reason="camera changed by its owner")
         await audit.record(p.db, session, now, actor, "camera.updated", subject_type="camera", subject_id=camera.id,
                            camera_ids=[camera.id], detail={"fields": sorted(k for k in changes if k != "connection")
                                                            + (["connection"] if "connection" in changes else [])})
-    return camera_out(camera, shares, now)
+    return camera_out(camera, shares, now, latest)
 
 
 async def remove_camera(p: Platform, actor: Actor, camera_id: str) -> None:
@@ -285,7 +326,7 @@ async def remove_camera(p: Platform, actor: Actor, camera_id: str) -> None:
     await revoke_all(p, actor, camera_id)
     now = p.now()
     async with p.db.transaction() as session:
-        camera = await own_camera(session, actor.user_id or "", camera_id)
+        camera = await own_camera(session, actor.user_id or "", camera_id, lock=True)
         camera.status = "removed"
         camera.updated_at = now
         await audit.record(p.db, session, now, actor, "camera.removed", subject_type="camera", subject_id=camera.id,
@@ -346,14 +387,14 @@ async def set_grant(p: Platform, actor: Actor, camera_id: str, grant: GrantIn) -
     if grant.expires_at is not None and grant.expires_at <= now:
         raise InvalidInput.at(("body", "expires_at"), "expires_at must be in the future")
     async with p.db.transaction() as session:
-        camera = await own_camera(session, actor.user_id or "", camera_id)
+        camera = await own_camera(session, actor.user_id or "", camera_id, lock=True)
         return await _write_grant(p, session, actor, camera, grant, revoked=False, now=now)
 
 
 async def revoke_all(p: Platform, actor: Actor, camera_id: str) -> GrantOut:
     now = p.now()
     async with p.db.transaction() as session:
-        camera = await own_camera(session, actor.user_id or "", camera_id)
+        camera = await own_camera(session, actor.user_id or "", camera_id, lock=True)
         return await _write_grant(p, session, actor, camera, GrantIn(), revoked=True, now=now)
 
 

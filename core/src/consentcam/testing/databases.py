@@ -43,13 +43,16 @@ class PostgresDatabases:
         if self._ready:
             return
         try:
+            # A template left by an earlier attempt whose migration failed is half-migrated: start again.
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)'))
             asyncio.run(_admin(f'CREATE DATABASE "{self.template}"'))
         except (OSError, asyncpg.PostgresError) as exc:
             raise RuntimeError(
-                f"PostgreSQL is required by this test and is not reachable at {PG_ADMIN_URL}: {exc}. "
+                f"PostgreSQL is required by this test and failed at {PG_ADMIN_URL}: {exc}. "
                 "Start it (see .ci/run) or set CONSENTCAM_TEST_PG."
             ) from exc
-        self.created.append(self.template)
+        if self.template not in self.created:
+            self.created.append(self.template)
         upgrade(_async_url(self.template))
         self._ready = True
 

@@ -1,0 +1,3 @@
+"""A plugin that cannot even be imported."""
+
+import consentcam_no_such_vendor_sdk  # noqa: F401
