@@ -104,3 +104,29 @@ async def test_a_dead_workers_lease_runs_out_and_the_job_is_taken_again(consentc
     async with p.db.sessions() as session:
         job = (await session.execute(select(Job))).scalar_one()
     assert job.status == "done" and job.locked_by == "alive" and job.attempts == 2
+
+
+@job_handler("test.slow")
+async def _slow(p, job):
+    await asyncio.sleep(job.payload["seconds"])
+    return {"slept": job.payload["seconds"]}
+
+
+async def test_a_long_job_keeps_its_lease_so_no_other_worker_takes_it(consentcam_platform):
+    """The lease is renewed while the handler runs: a second worker finds nothing to take even after the
+    original lease would have run out (real clock here: the heartbeat uses the platform's clock)."""
+    from consentcam.clock import Clock
+
+    p = consentcam_platform
+    p.clock = Clock()
+    async with p.db.transaction() as session:
+        await enqueue(session, p.now(), "test.slow", {"seconds": 1.5})
+    slow = Worker(p, "slow", lease_s=0.6)
+    other = Worker(p, "other")
+    running = asyncio.create_task(slow.run_once())
+    await asyncio.sleep(1.0)  # past the first lease of 0.6 s
+    assert await other.run_once() == 0, "a running job's lease must be renewed"
+    assert await running == 1
+    async with p.db.sessions() as session:
+        job = (await session.execute(select(Job).where(Job.kind == "test.slow"))).scalar_one()
+    assert job.status == "done" and job.locked_by == "slow" and job.attempts == 1

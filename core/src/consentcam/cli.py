@@ -31,6 +31,17 @@ def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
     click.echo(json.dumps(payload, default=str) if as_json else text)
 
 
+def _validated(model: Any, **fields: Any) -> Any:
+    """The same wire model the API uses; its complaints become a clean error, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise click.ClickException(problems) from exc
+
+
 def _cli_actor() -> Actor:
     try:
         who = getpass.getuser()
@@ -159,6 +170,7 @@ def admin() -> None:
 @click.option("--no-approval", is_flag=True, help="Open requests without a supervisor's approval.")
 @click.option("--json", "as_json", is_flag=True)
 def create_agency(name: str, jurisdiction_file: Path, no_approval: bool, as_json: bool) -> None:
+    """Create an agency with its jurisdiction."""
     from .schemas import AgencyCreate
     from .services.accounts import create_agency as create
 
@@ -166,8 +178,8 @@ def create_agency(name: str, jurisdiction_file: Path, no_approval: bool, as_json
         geojson = json.loads(jurisdiction_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"{jurisdiction_file}: not JSON ({exc})") from exc
-    spec = AgencyCreate(name=name, jurisdiction=geojson, require_approval=not no_approval)
-    agency_id = _run(lambda: _with_platform(lambda p: create(p, _cli_actor(), spec)))
+    spec = _validated(AgencyCreate, name=name, jurisdiction=geojson, require_approval=not no_approval)
+    agency_id = _run(lambda: _with_platform(lambda p: create(p, _cli_actor(), spec, ("jurisdiction",))))
     _emit(as_json, {"id": agency_id}, agency_id)
 
 
@@ -179,10 +191,12 @@ def create_agency(name: str, jurisdiction_file: Path, no_approval: bool, as_json
 @click.option("--json", "as_json", is_flag=True)
 def create_user(email: str, agency_id: str | None, role: str, name: str | None, as_json: bool) -> None:
     """Create an agency user and print a one-time password."""
+    from .schemas import AgencyUserCreate
     from .services.accounts import create_agency_user
 
     if agency_id is None and role != "admin":
         raise click.UsageError("--agency is required unless --role admin creates the platform administrator")
+    _validated(AgencyUserCreate, email=email, name=name, role=role)
     user_id, password = _run(lambda: _with_platform(
         lambda p: create_agency_user(p, _cli_actor(), agency_id or "", email, role, name, platform_admin=agency_id is None)
     ))
@@ -235,6 +249,57 @@ def plugins_cmd(as_json: bool) -> None:
     lines = [f"{p['name']} {p['version']}  [{', '.join(p['capabilities'])}]  ({p['source']})" for p in payload["plugins"]]
     lines += [f"REFUSED {n}: {r}" for n, r in host.refused]
     _emit(as_json, payload, "\n".join(lines))
+
+
+# --- evidence packages --------------------------------------------------------------------------------
+
+
+@main.command("verify-export")
+@click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--public-key", "public_key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Pin the signer: an Ed25519 public key (PEM, or 32 bytes in hex/base64) obtained separately, "
+                   "e.g. from GET /api/v1/signing-key of the platform you trust.")
+@click.option("--deployment-key", is_flag=True,
+              help="Pin the signer to this deployment's own key (CONSENTCAM_SECRET_KEY or <data_dir>/secret.key).")
+@click.option("--json", "as_json", is_flag=True)
+def verify_export(package: Path, public_key_file: Path | None, deployment_key: bool, as_json: bool) -> None:
+    """Check an export package: every clip's size and SHA-256 against the manifest, every custody event's hash,
+    that nothing unlisted is inside, and the Ed25519 signature of the manifest. Exits 1 on any mismatch.
+
+    Trust model: the package carries the signer's public key, so on its own a good signature only proves that
+    nothing changed since someone signed it; anyone can re-sign an altered package with a key of their own. Pin
+    the key to trust the signer: --public-key with the key the platform publishes (fetched separately, over a
+    channel you trust), or --deployment-key on the platform's own host. A pinned key that differs from the
+    package's is a mismatch. No database or network is used.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from .vault.export import load_public_key, verify_package
+
+    if public_key_file and deployment_key:
+        raise click.UsageError("pin one key: --public-key or --deployment-key")
+    pinned: Ed25519PublicKey | None = None
+    if public_key_file:
+        try:
+            pinned = load_public_key(public_key_file.read_bytes())
+        except ValueError as exc:
+            raise click.UsageError(f"{public_key_file}: {exc}") from exc
+    elif deployment_key:
+        from .security import Keyring
+
+        settings = Settings()
+        if not settings.secret_key and not (settings.data_dir / "secret.key").exists():
+            raise click.UsageError("no deployment key here: set CONSENTCAM_SECRET_KEY or CONSENTCAM_DATA_DIR")
+        pinned = Keyring(settings.deployment_key()).verify_key()
+    report = verify_package(package, pinned)
+    trust = "pinned key" if report.pinned else "the key inside the package (integrity only; pin a key to trust the signer)"
+    lines = [f"{'OK' if report.ok else 'FAILED'}: {package}",
+             f"case {report.case_number}, export {report.export_id}, {report.items} clip(s)",
+             f"signer {report.key_id}, checked against {trust}"]
+    lines += [f"  - {problem}" for problem in report.problems]
+    _emit(as_json, report.as_json(), "\n".join(lines))
+    if not report.ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,11 +9,12 @@ lease, so delivery is at least once and handlers use the job's idempotency key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db.models import Job
+from .db.types import new_id
 from .errors import ServiceUnavailable
 from .platform import Platform
 
@@ -59,6 +61,32 @@ async def enqueue(
               run_after=run_after or now, created_at=now)
     session.add(job)
     return job
+
+
+async def enqueue_many(
+    session: AsyncSession, now: datetime, kind: str, jobs: Iterable[tuple[dict[str, Any], str | None]], *,
+    run_after: datetime | None = None, max_attempts: int = 8, chunk: int = 500,
+) -> int:
+    """``enqueue`` for many jobs of one kind, as (payload, key) pairs: the same rows, and the same rule that a key
+    already written (before, or earlier in this batch) is not written twice, but one SELECT per ``chunk`` keys and
+    one executemany INSERT instead of a SELECT and a flushed INSERT per job. Returns how many jobs were written."""
+    jobs = list(jobs)
+    keys = [key for _, key in jobs if key is not None]
+    taken: set[str] = set()
+    for start in range(0, len(keys), chunk):
+        part = keys[start:start + chunk]
+        taken.update((await session.execute(select(Job.idempotency_key).where(Job.idempotency_key.in_(part)))).scalars())
+    rows = []
+    for payload, key in jobs:
+        if key is not None:
+            if key in taken:
+                continue
+            taken.add(key)
+        rows.append({"id": new_id(), "kind": kind, "payload": payload, "idempotency_key": key, "status": "pending",
+                     "attempts": 0, "max_attempts": max_attempts, "run_after": run_after or now, "created_at": now})
+    if rows:
+        await session.execute(Job.__table__.insert(), rows)
+    return len(rows)
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -110,7 +138,29 @@ class Worker:
                 update(Job).where(Job.id == job.id, Job.locked_by == self.name, Job.status == "running").values(**values)
             )
 
+    async def _heartbeat(self, job: Job) -> None:
+        """Keep the lease while the handler runs (a recorder plays a long window back in real time)."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                async with self.p.db.transaction() as session:
+                    await session.execute(
+                        update(Job).where(Job.id == job.id, Job.locked_by == self.name, Job.status == "running")
+                        .values(locked_until=self.p.now() + timedelta(seconds=self.lease_s))
+                    )
+            except ServiceUnavailable:
+                continue
+
     async def run_job(self, job: Job) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(job), name=f"lease {job.id}")
+        try:
+            await self._run_job(job)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _run_job(self, job: Job) -> None:
         handler = HANDLERS.get(job.kind)
         now = self.p.now()
         if handler is None:

@@ -11,7 +11,7 @@ from .errors import NotFound
 from .hooktypes import DeliveryResult, OwnerNotification
 from .jobs import PermanentFailure, RetryLater, job_handler
 from .platform import Platform
-from .services.requests import item_status, item_token, page_url, upload_url
+from .services.requests import FETCHABLE_KINDS, item_status, item_token, page_url, upload_url
 
 
 def channels_of(owner: User) -> dict[str, Any]:
@@ -50,12 +50,14 @@ async def notify_request(p: Platform, job: Job) -> dict[str, Any]:
         agency = await session.get(Agency, request.agency_id)
         rows = (
             await session.execute(
-                select(RequestItem, Camera.label).join(Camera, Camera.id == RequestItem.camera_id)
+                select(RequestItem, Camera.label, Camera.grant_direct_fetch, Camera.connection_kind)
+                .join(Camera, Camera.id == RequestItem.camera_id)
                 .where(RequestItem.request_id == request.id, RequestItem.owner_id == owner.id)
                 .order_by(Camera.label)
             )
         ).all()
-    open_items = [(item, label) for item, label in rows if item_status(item, now) == "notified"]
+    open_items = [(item, label, direct and kind in FETCHABLE_KINDS) for item, label, direct, kind in rows
+                  if item_status(item, now) == "notified"]
     if not open_items:
         return {"note": "nothing left to ask: every item was cancelled, declined or expired before sending"}
     agency_name = agency.name if agency else "the police"
@@ -71,10 +73,13 @@ async def notify_request(p: Platform, job: Job) -> dict[str, Any]:
         "",
     ]
     links = []
-    for item, label in open_items:
+    for item, label, automatic in open_items:
         token = item_token(p, item.id, item.token_salt)
+        lines.append(f"Camera: {label}")
+        if automatic:
+            lines.append("  You allowed direct fetch for this camera, so ConsentCam will pull exactly this time window "
+                         "from it; decline below, or revoke direct fetch, if you do not want that.")
         lines += [
-            f"Camera: {label}",
             f"  Send a clip in your browser: {page_url(p, token)}",
             f"  Or upload with any HTTP client: PUT {upload_url(p, token)}",
             f"  Decline: {page_url(p, token)}?action=decline",

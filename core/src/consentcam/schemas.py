@@ -399,3 +399,145 @@ class TransparencyReport(Output):
     months: list[TransparencyMonth]
     revocations: list[MonthCount]
     agencies: list[AgencyPolicy]
+
+
+# --- API keys -----------------------------------------------------------------------------------------
+
+
+class ApiKeyCreate(Input):
+    label: ShortText
+    scopes: list[Literal["map:read", "requests:read", "evidence:read", "evidence:export", "audit:read"]] = Field(
+        min_length=1, max_length=5)
+    expires_at: AwareDatetime | None = None
+
+
+class ApiKeyOut(Output):
+    id: str
+    label: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
+    active: bool
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="the secret, shown once; send it as 'Authorization: Bearer <key>'")
+
+
+class ApiKeyList(Output):
+    keys: list[ApiKeyOut]
+
+
+# --- evidence vault -----------------------------------------------------------------------------------
+
+
+class UploadReceipt(Output):
+    """201 from ``PUT /api/v1/uploads/{token}``: the clip is wholly in the vault."""
+
+    evidence_id: str
+    sha256: str = Field(description="SHA-256 of the bytes received, hex")
+    size: int
+
+
+class UploadProgress(Output):
+    """202 from ``PUT /api/v1/uploads/{token}``: the chunk is stored, the clip is not complete. Send the rest with
+    ``Content-Range: bytes RECEIVED-LAST/TOTAL``; the same is in the ``Upload-Offset`` and ``Range`` headers."""
+
+    received: int = Field(description="bytes stored so far; the next chunk starts here")
+    total: int | None = Field(description="the clip's announced size, if known")
+    complete: Literal[False] = False
+
+
+class UploadStatus(UploadInfo):
+    total: int | None = Field(default=None, description="the announced size of the upload in progress, if known")
+    receipts: list[Receipt] = Field(default_factory=list, description="clips already stored through this link")
+
+
+class CustodyEvent(Output):
+    """One link of the audit chain about a clip; every field the hash covers, so it can be checked elsewhere."""
+
+    seq: int
+    at: datetime
+    action: str
+    actor_id: str | None
+    actor_role: str | None
+    actor_agency_id: str | None
+    subject_type: str | None
+    subject_id: str | None
+    detail: dict[str, Any]
+    camera_ids: list[str]
+    prev_hash: str
+    hash: str
+
+
+class EvidenceSummary(Output):
+    id: str
+    sha256: str
+    size: int
+    agency_id: str
+    request_id: str | None
+    request_item_id: str | None
+    case_number: str | None
+    camera_id: str | None
+    source: str
+    uploaded_by: str | None
+    media: dict[str, Any] = Field(description="container, codecs, duration_s, resolution, creation_time, ...")
+    provenance: dict[str, Any]
+    recorded_start: datetime | None
+    recorded_end: datetime | None
+    received_at: datetime
+    on_hold: bool
+    disposed_at: datetime | None
+    labels: list[dict[str, Any]] = Field(default_factory=list, description="analysis labels (none yet)")
+
+
+class EvidenceOut(EvidenceSummary):
+    custody: list[CustodyEvent]
+
+
+class EvidenceQuery(Input):
+    request_id: str | None = Field(default=None, max_length=36)
+    camera_id: str | None = Field(default=None, max_length=36)
+    from_: AwareDatetime | None = Field(default=None, alias="from",
+                                        description="clips whose recording ends at or after this time")
+    to: AwareDatetime | None = Field(default=None, description="clips whose recording starts at or before this time")
+    label: str | None = Field(default=None, max_length=100, description="analysis label, e.g. pickup_truck")
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = Field(default=None, max_length=500, description="next_cursor of the previous page")
+
+
+class EvidencePage(Output):
+    items: list[EvidenceSummary]
+    next_cursor: str | None
+
+
+class HoldIn(Input):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class HoldOut(Output):
+    id: str
+    on_hold: bool
+
+
+class RetentionIn(Input):
+    days: int = Field(ge=1, le=36500, description="days from receipt after which clips of this category are disposed of")
+
+
+class RetentionPolicyOut(Output):
+    category: str
+    days: int
+    updated_at: datetime
+
+
+class RetentionPolicies(Output):
+    policies: list[RetentionPolicyOut]
+
+
+class SigningKey(Output):
+    algorithm: Literal["Ed25519"] = "Ed25519"
+    key_id: str = Field(description="sha256 of the raw public key")
+    public_key: str = Field(description="the raw 32-byte public key, base64")
+    pem: str

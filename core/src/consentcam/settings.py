@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
     request_area_km2: float = 2.0
     upload_link_days: float = 14.0
     require_approval: bool = True
+    tile_url: str = Field(
+        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="street map tiles for the web UI, {z}/{x}/{y} (and optional {s}); empty: no tiles, the maps show "
+                    "a plain background with jurisdiction outlines (air-gapped sites)",
+    )
+    tile_attribution: str = Field(default="© OpenStreetMap contributors", max_length=500)
     run_jobs_in_process: bool = Field(default=True, description="the embedded default runs the outbox worker inside `serve`")
     load_entry_point_plugins: bool = True
 
@@ -46,6 +53,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^/\s'\";]+/\S*$", value):
+            raise ValueError("tile_url is an http(s) URL with {z}/{x}/{y}, or empty for no tiles")
+        return value
 
     @property
     def resolved_database_url(self) -> str:

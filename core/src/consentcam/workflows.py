@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import notify  # noqa: F401
+from . import fetching, notify  # noqa: F401
 from .platform import Platform
+from .vault import handlers as _vault_handlers  # noqa: F401 - evidence.stored, export.ready, disposal, legal holds
 
 
 async def maintenance(p: Platform) -> dict[str, Any]:
-    """Periodic upkeep run by every worker: record expired links and lapsed grants."""
+    """Periodic upkeep run by every worker: record expired links and lapsed grants; the vault's retention."""
     from .services.requests import sweep
+    from .vault import upkeep
 
-    return await sweep(p)
+    result = await sweep(p)
+    result.update(await upkeep(p))
+    return result
 
 
 def make_worker(p: Platform, name: str | None = None, **options: Any) -> Any:

@@ -18,7 +18,7 @@ __all__ = ["Base", "Database"]
 AUDIT_LOCK_KEY = 0x636F6E73  # "cons": the advisory lock that serialises the audit chain on PostgreSQL
 
 
-def _make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def _make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -35,8 +35,9 @@ def _make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
             # Writers queue at BEGIN instead of failing on a lock upgrade half way through a transaction;
-            # this also serialises the audit chain, as PostgreSQL's advisory lock does there.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # this also serialises the audit chain, as PostgreSQL's advisory lock does there. Readers take
+            # no lock (WAL): a read left open never holds up a writer.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     kwargs.setdefault("pool_size", 10)
@@ -49,7 +50,11 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = _make_engine(url, **engine_kwargs)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # On SQLite, reads go through their own engine whose transactions are deferred (no write lock);
+        # on PostgreSQL one engine serves both.
+        self.read_engine = _make_engine(url, immediate=False, **engine_kwargs) if url.startswith("sqlite") else self.engine
+        self.sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._writers = async_sessionmaker(self.engine, expire_on_commit=False)
         self.dialect = self.engine.dialect.name
         self.spatial: str = "rtree" if self.is_sqlite else "unknown"
 
@@ -76,9 +81,10 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work; database unavailability becomes a retryable domain error."""
+        """One unit of work that writes; database unavailability becomes a retryable domain error.
+        Use ``sessions()`` for reads, and never write while one is open on SQLite."""
         try:
-            async with self.sessions() as session, session.begin():
+            async with self._writers() as session, session.begin():
                 yield session
         except (OperationalError, DBAPIError, OSError, ConnectionError) as exc:
             if isinstance(exc, DBAPIError) and not _is_unavailable(exc):
@@ -94,6 +100,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -95,6 +96,22 @@ class AuthToken(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiKey(Base):
+    """A machine client of one agency (an RMS, a GIS sync) with explicit scopes; only the key's digest is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = _id()
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
 
 
 class LoginThrottle(Base):
@@ -295,16 +312,55 @@ class Evidence(Base):
     on_hold: Mapped[bool] = mapped_column(Boolean, default=False)
     disposed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    __table_args__ = (Index("ix_evidence_agency_created", "agency_id", "created_at"),)
 
 
 class Upload(Base):
-    """A resumable upload in progress for one request item."""
+    """A clip on its way into the vault: a resumable upload through an item's link (at most one per item at a
+    time), or a file a plugin fetched for it."""
 
     __tablename__ = "uploads"
     id: Mapped[str] = _id()
-    request_item_id: Mapped[str] = mapped_column(ForeignKey("request_items.id"), unique=True)
+    request_item_id: Mapped[str] = mapped_column(ForeignKey("request_items.id"))
+    kind: Mapped[str] = mapped_column(String(10), default="link", server_default="link")  # link | fetch
     temp_name: Mapped[str] = mapped_column(String(200))
     received: Mapped[int] = mapped_column(BigInteger, default=0)
     total: Mapped[int | None] = mapped_column(BigInteger)
+    # Set (and committed) before the clip is placed in the store, cleared with the row when its evidence commits:
+    # a row still carrying it after a crash names an object that recovery must take back out of the store.
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    __table_args__ = (
+        Index("uq_uploads_link_item", "request_item_id", unique=True, sqlite_where=text("kind = 'link'"),
+              postgresql_where=text("kind = 'link'")),
+        Index("ix_uploads_request_item_id", "request_item_id"),
+    )
+
+
+class RetentionPolicy(Base):
+    """How long an agency keeps evidence of one case category (``default`` applies to the others)."""
+
+    __tablename__ = "retention_policies"
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), primary_key=True)
+    category: Mapped[str] = mapped_column(String(50), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str | None] = mapped_column(String(36))
+
+
+class Export(Base):
+    """A signed package of a request's clips; the file lives under ``<data_dir>/exports`` until purged."""
+
+    __tablename__ = "exports"
+    id: Mapped[str] = _id()
+    request_id: Mapped[str] = mapped_column(ForeignKey("footage_requests.id"), index=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(10))  # building | ready | failed | purged
+    evidence_ids: Mapped[list[Any]] = mapped_column(default=list)
+    file_name: Mapped[str | None] = mapped_column(String(200))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]

@@ -8,10 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import web as web_ui
 from ..clock import Clock
 from ..errors import ConsentCamError, Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
 from ..platform import Platform, open_platform
 from ..services.accounts import authenticate
+from ..services.apikeys import KEY_PREFIX, authenticate_key
 from ..settings import Settings
 from .api import Api, _dumps
 from .keys import API, PLATFORM, PRINCIPAL, SESSION_COOKIE
@@ -68,6 +70,8 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
 @web.middleware
 async def principal(request: web.Request, handler: Any) -> web.StreamResponse:
     """Resolve the caller from a bearer token or the browser's session cookie; CSRF-check cookie writes."""
+    if not request.path.startswith("/api/"):  # pages and their files are static shells: they read no credential
+        return await handler(request)
     platform: Platform = request.app[PLATFORM]
     header = request.headers.get("Authorization", "")
     secret = None
@@ -77,7 +81,10 @@ async def principal(request: web.Request, handler: Any) -> web.StreamResponse:
         secret = request.cookies[SESSION_COOKIE]
     if secret:
         try:
-            who = await authenticate(platform, secret)
+            if secret.startswith(KEY_PREFIX):
+                who = await authenticate_key(platform, secret)
+            else:
+                who = await authenticate(platform, secret)
         except Unauthorized:
             who = None
         if who is not None:
@@ -106,10 +113,11 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
 
 def build_api() -> Api:
     from .. import __version__
-    from . import routes, routes_requests
+    from . import routes, routes_keys, routes_requests, routes_vault
 
     api = Api("ConsentCam", __version__)
-    for register in [*routes.REGISTRARS, routes_requests.request_routes, routes_requests.transparency_routes]:
+    for register in [*routes.REGISTRARS, routes_requests.request_routes, routes_requests.transparency_routes,
+                     routes_keys.key_routes, routes_vault.vault_routes, *web_ui.REGISTRARS]:
         register(api)
     return api
 
@@ -123,10 +131,11 @@ def create_app(
     run_jobs: bool | None = None,
 ) -> web.Application:
     """Build the application; the platform (database, plugins, keys) opens and closes with it."""
-    app = web.Application(middlewares=[security_headers, problems, principal], client_max_size=settings.json_body_limit)
+    app = web.Application(middlewares=[security_headers, web_ui.page_errors, problems, principal], client_max_size=settings.json_body_limit)
     api = build_api()
     api.mount(app)
     app[API] = api
+    web_ui.add_pages(app, settings)
     openapi_doc = api.openapi()
 
     async def openapi(_request: web.Request) -> web.Response:
@@ -152,4 +161,7 @@ def create_app(
                 await opened.db.dispose()
 
     app.cleanup_ctx.append(_platform)
+    from .routes_vault import startup as vault_startup
+
+    app.on_startup.append(vault_startup)  # after the platform opened: recover the vault from a crash
     return app

@@ -35,7 +35,7 @@ def request_routes(api: Api) -> None:
         return PreviewOut.model_validate(await requests.preview(call.platform, call.user, b.area, b.window.start, b.window.end))
 
     @api.route("GET", "/api/v1/requests", summary="Your agency's requests, newest first", roles=AGENCY_USERS,
-               response=RequestList, tags=("requests",))
+               response=RequestList, tags=("requests",), scope="requests:read")
     async def list_requests(call: Call) -> RequestList:
         q = call.request.query
         limit = min(max(int(q["limit"]), 1), 500) if q.get("limit", "").isdigit() else 100
@@ -44,7 +44,7 @@ def request_routes(api: Api) -> None:
         return RequestList.model_validate({"requests": found})
 
     @api.route("GET", "/api/v1/requests/{request_id}", summary="A request with the status of every item",
-               roles=AGENCY_USERS, response=RequestOut, errors=(404,), tags=("requests",))
+               roles=AGENCY_USERS, response=RequestOut, errors=(404,), tags=("requests",), scope="requests:read")
     async def get_request(call: Call) -> RequestOut:
         return RequestOut.model_validate(await requests.get_request(call.platform, call.user, call.param("request_id")))
 

@@ -16,7 +16,7 @@ from .consent import Consent, shares_of
 from .spatial import BBox, in_bbox
 
 MAX_FEATURES = 10_000
-AGENCY_ROLES = ("investigator", "supervisor", "auditor", "admin")
+AGENCY_ROLES = ("investigator", "supervisor", "auditor", "admin", "api_key")
 
 
 def parse_bbox(raw: str | None) -> BBox | None:

@@ -24,7 +24,7 @@ from ..db.models import Agency, Camera, Evidence, FootageRequest, RequestItem, U
 from ..db.types import new_id
 from ..errors import FieldError, Forbidden, Gone, InvalidInput, NotFound
 from ..geo import Fence, check_lat_lon, parse_area_geojson
-from ..jobs import enqueue
+from ..jobs import enqueue_many
 from ..platform import Platform
 from ..security import digest
 from .accounts import Principal
@@ -32,6 +32,7 @@ from .consent import OPEN_ITEM_STATES, Consent, jurisdiction_shape, shares_of
 from .spatial import in_bbox
 
 MAX_RADIUS_M = 50_000.0
+FETCHABLE_KINDS = frozenset({"onvif", "rtsp", "ring", "edge"})  # connection kinds a plugin may pull from
 CLOCK_SKEW = timedelta(seconds=60)
 INVESTIGATORS = ("investigator", "supervisor")
 
@@ -94,6 +95,8 @@ class Match:
     owner_id: str
     lat: float
     lon: float
+    direct_fetch: bool = False
+    connection_kind: str = "manual"
 
 
 def _postgis_predicate(fence: Fence) -> Any:
@@ -115,7 +118,7 @@ async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fenc
     if agency.suspended:
         return []
     retention_needed_days = max(0.0, (now - window_start).total_seconds() / 86400)
-    stmt = select(Camera.id, Camera.owner_id, Camera.lat, Camera.lon).where(
+    stmt = select(Camera.id, Camera.owner_id, Camera.lat, Camera.lon, Camera.grant_direct_fetch, Camera.connection_kind).where(
         Camera.status == "active",
         Camera.grant_requests.is_(True),
         or_(Camera.grant_expires_at.is_(None), Camera.grant_expires_at > now),
@@ -130,7 +133,8 @@ async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fenc
     lons = np.fromiter((r.lon for r in rows), dtype=float, count=len(rows))
     lats = np.fromiter((r.lat for r in rows), dtype=float, count=len(rows))
     inside = fence.contains(lons, lats)
-    return [Match(r.id, r.owner_id, r.lat, r.lon) for r, keep in zip(rows, inside, strict=True) if keep]
+    return [Match(r.id, r.owner_id, r.lat, r.lon, r.grant_direct_fetch, r.connection_kind)
+            for r, keep in zip(rows, inside, strict=True) if keep]
 
 
 # --- capabilities -------------------------------------------------------------------------------------
@@ -179,18 +183,24 @@ async def _open(p: Platform, session: AsyncSession, request: FootageRequest, age
     fence = parse_area(request.area)
     matches = await match_cameras(p, session, agency, fence, request.window_start, now)
     expires = now + timedelta(days=agency.upload_link_days)
+    # Plain rows through Core executemany, not ORM objects: a request may ask ten thousand cameras (issue 3).
     items = []
     for m in matches:
-        item = RequestItem(id=new_id(), request_id=request.id, camera_id=m.camera_id, owner_id=m.owner_id,
-                           status="notified", token_salt=secrets.token_hex(16), token_expires_at=expires, created_at=now,
-                           updated_at=now)
-        item.token_hash = digest(item_token(p, item.id, item.token_salt))
-        items.append(item)
-    session.add_all(items)
+        item_id, salt = new_id(), secrets.token_hex(16)
+        items.append({"id": item_id, "request_id": request.id, "camera_id": m.camera_id, "owner_id": m.owner_id,
+                      "status": "notified", "token_salt": salt, "token_hash": digest(item_token(p, item_id, salt)),
+                      "token_expires_at": expires, "created_at": now, "updated_at": now})
+    if items:
+        await session.execute(RequestItem.__table__.insert(), items)
     request.status, request.matched = "open", len(items)
-    for owner_id in sorted({m.owner_id for m in matches}):
-        await enqueue(session, now, "notify.request", {"request_id": request.id, "owner_id": owner_id},
-                      key=f"notify.request:{request.id}:{owner_id}")
+    await enqueue_many(session, now, "notify.request",
+                       [({"request_id": request.id, "owner_id": owner_id}, f"notify.request:{request.id}:{owner_id}")
+                        for owner_id in sorted({m.owner_id for m in matches})])
+    # Queued now, decided when it runs: the job checks the grant again at that moment.
+    await enqueue_many(session, now, "fetch.direct",
+                       [({"item_id": item["id"], "camera_id": m.camera_id, "agency_id": agency.id}, f"fetch.direct:{item['id']}")
+                        for item, m in zip(items, matches, strict=True)
+                        if m.direct_fetch and m.connection_kind in FETCHABLE_KINDS])
     await session.flush()
     await audit.record(p.db, session, now, actor, "request.opened", subject_type="request", subject_id=request.id,
                        camera_ids=[m.camera_id for m in matches],

@@ -118,3 +118,46 @@ def consentcam_smtp() -> Iterator[Any]:
 
     with SmtpServer() as box:
         yield box
+
+
+# --- RTSP peers (consentcam.testing.rtsp_peer): shared by the RTSP, ONVIF and edge-relay suites ----------
+
+
+@pytest.fixture(scope="session")
+def consentcam_rtsp_recording(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The recorded file (made once per session with FFmpeg): each frame shows its time as text and as a code."""
+    from .rtsp_peer import PeerUnavailable, make_recording
+
+    try:
+        return make_recording(tmp_path_factory.mktemp("rtsp-recording"))
+    except PeerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def consentcam_rtsp_server(consentcam_rtsp_recording: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's gst-rtsp-server serving ``/live`` and recorder playback mounts (``RtspServer``); fails, never skips,
+    when the Debian packages are missing."""
+    from .rtsp_peer import PeerUnavailable, RtspServer
+
+    server = RtspServer(consentcam_rtsp_recording, folder=tmp_path_factory.mktemp("rtsp-server"))
+    try:
+        server.start()
+    except PeerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def consentcam_rtsp_udp_relay(consentcam_rtsp_recording: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's rtsp-server-perl (UDP only) relaying the recording live at ``.url`` (``UdpRelay``)."""
+    from .rtsp_peer import PeerUnavailable, UdpRelay
+
+    relay = UdpRelay(consentcam_rtsp_recording, folder=tmp_path_factory.mktemp("rtsp-relay"))
+    try:
+        relay.start()
+    except PeerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield relay
+    relay.stop()
