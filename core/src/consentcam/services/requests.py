@@ -9,6 +9,7 @@ narrows the candidates (R*Tree, PostGIS GiST or a point GiST); the exact fence t
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, literal_column, or_, select, update
+from sqlalchemy import Float, String, bindparam, func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import audit
@@ -29,7 +30,7 @@ from ..platform import Platform
 from ..security import digest
 from .accounts import Principal
 from .consent import OPEN_ITEM_STATES, Consent, jurisdiction_shape, shares_of
-from .spatial import in_bbox
+from .spatial import rtree_candidates
 
 MAX_RADIUS_M = 50_000.0
 FETCHABLE_KINDS = frozenset({"onvif", "rtsp", "ring", "edge"})  # connection kinds a plugin may pull from
@@ -99,16 +100,42 @@ class Match:
     connection_kind: str = "manual"
 
 
-def _postgis_predicate(fence: Fence) -> Any:
-    if fence.is_circle:
-        assert fence.center is not None
-        lon, lat = fence.center
-        centre = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
-        return func.ST_DWithin(func.geography(literal_column("cameras.geom")), func.geography(centre), fence.radius_m)
-    import json
+_MATCH_STATEMENTS: dict[tuple[str, bool], Any] = {}
 
-    geometry = func.ST_SetSRID(func.ST_GeomFromGeoJSON(json.dumps(fence.as_geojson())), 4326)
-    return func.ST_Intersects(literal_column("cameras.geom"), geometry)
+
+def _match_statement(spatial: str, circle: bool) -> Any:
+    """The match query, built once per (index kind, fence shape) with bind parameters, run as Core rows."""
+    key = (spatial, circle)
+    if key in _MATCH_STATEMENTS:
+        return _MATCH_STATEMENTS[key]
+    c = Camera.__table__.c
+    box = {k: bindparam(k, type_=Float) for k in ("min_lon", "min_lat", "max_lon", "max_lat")}
+    stmt = select(c.id, c.owner_id, c.lat, c.lon, c.grant_direct_fetch, c.connection_kind).where(
+        c.status == "active",
+        c.grant_requests.is_(True),
+        or_(c.grant_expires_at.is_(None), c.grant_expires_at > bindparam("now", type_=c.grant_expires_at.type)),
+        c.retention_days >= bindparam("need", type_=Float),
+    )
+    exact = (c.lon >= box["min_lon"], c.lon <= box["max_lon"], c.lat >= box["min_lat"], c.lat <= box["max_lat"])
+    if spatial == "rtree":
+        stmt = stmt.where(c.seq.in_(rtree_candidates(box["min_lon"], box["min_lat"], box["max_lon"], box["max_lat"])),
+                          *exact)
+    elif spatial == "postgis":
+        geom = literal_column("cameras.geom")
+        envelope = func.ST_MakeEnvelope(box["min_lon"], box["min_lat"], box["max_lon"], box["max_lat"], 4326)
+        stmt = stmt.where(geom.op("&&")(envelope))
+        if circle:
+            centre = func.ST_SetSRID(func.ST_MakePoint(bindparam("lon", type_=Float), bindparam("lat", type_=Float)), 4326)
+            stmt = stmt.where(func.ST_DWithin(func.geography(geom), func.geography(centre), bindparam("radius", type_=Float)))
+        else:
+            # A scalar subquery is parsed once per query; inline, a generic plan re-parsed it for every candidate row.
+            shape = select(func.ST_SetSRID(func.ST_GeomFromGeoJSON(bindparam("geojson", type_=String)), 4326)).scalar_subquery()
+            stmt = stmt.where(func.ST_Intersects(geom, shape))
+    else:  # plain PostgreSQL: GiST on the built-in point type
+        area = func.box(func.point(box["min_lon"], box["min_lat"]), func.point(box["max_lon"], box["max_lat"]))
+        stmt = stmt.where(func.point(c.lon, c.lat).op("<@")(area))
+    _MATCH_STATEMENTS[key] = stmt
+    return stmt
 
 
 async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fence: Fence, window_start: datetime,
@@ -117,24 +144,21 @@ async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fenc
     receives the agency's grant; ``share_with`` cannot add any (a request never reaches outside the jurisdiction)."""
     if agency.suspended:
         return []
-    retention_needed_days = max(0.0, (now - window_start).total_seconds() / 86400)
-    stmt = select(Camera.id, Camera.owner_id, Camera.lat, Camera.lon, Camera.grant_direct_fetch, Camera.connection_kind).where(
-        Camera.status == "active",
-        Camera.grant_requests.is_(True),
-        or_(Camera.grant_expires_at.is_(None), Camera.grant_expires_at > now),
-        Camera.retention_days >= retention_needed_days,
-    )
-    stmt = in_bbox(p.db, stmt, fence.bbox())
+    min_lon, min_lat, max_lon, max_lat = fence.bbox()
+    params: dict[str, Any] = {"now": now, "need": max(0.0, (now - window_start).total_seconds() / 86400),
+                              "min_lon": min_lon, "min_lat": min_lat, "max_lon": max_lon, "max_lat": max_lat}
     if p.db.spatial == "postgis":
-        stmt = stmt.where(_postgis_predicate(fence))
-    rows = (await session.execute(stmt)).all()
+        if fence.is_circle:
+            assert fence.center is not None
+            params.update(lon=fence.center[0], lat=fence.center[1], radius=fence.radius_m)
+        else:
+            params["geojson"] = json.dumps(fence.as_geojson())
+    rows = (await session.execute(_match_statement(p.db.spatial, fence.is_circle), params)).all()
     if not rows:
         return []
-    lons = np.fromiter((r.lon for r in rows), dtype=float, count=len(rows))
-    lats = np.fromiter((r.lat for r in rows), dtype=float, count=len(rows))
-    inside = fence.contains(lons, lats)
-    return [Match(r.id, r.owner_id, r.lat, r.lon, r.grant_direct_fetch, r.connection_kind)
-            for r, keep in zip(rows, inside, strict=True) if keep]
+    ids, owners, lats, lons, fetch, kinds = zip(*rows, strict=True)
+    inside = fence.contains(np.array(lons, dtype=float), np.array(lats, dtype=float))
+    return [Match(ids[i], owners[i], lats[i], lons[i], fetch[i], kinds[i]) for i in np.flatnonzero(inside).tolist()]
 
 
 # --- capabilities -------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ Each returns a SELECT of cameras whose location lies in a bounding box, through 
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Integer, MetaData, Select, Table, func, literal_column
+from typing import Any
+
+from sqlalchemy import Column, Float, Integer, MetaData, Select, Table, func, literal_column, select
 
 from ..db import Database
 from ..db.models import Camera
@@ -25,18 +27,19 @@ _rtree = Table(
 BBox = tuple[float, float, float, float]  # (min_lon, min_lat, max_lon, max_lat)
 
 
+def rtree_candidates(min_lon: Any, min_lat: Any, max_lon: Any, max_lat: Any) -> Select:
+    r = _rtree.c
+    return select(r.seq).where(r.max_lon >= min_lon, r.min_lon <= max_lon, r.max_lat >= min_lat, r.min_lat <= max_lat)
+
+
 def in_bbox(db: Database, stmt: Select, bbox: BBox) -> Select:
     min_lon, min_lat, max_lon, max_lat = bbox
     exact = (Camera.lon >= min_lon, Camera.lon <= max_lon, Camera.lat >= min_lat, Camera.lat <= max_lat)
     if db.spatial == "rtree":
+        # The R*Tree must drive: written as a join, SQLite's planner preferred scanning a latitude band of the
+        # lat/lon btree across the whole city and probing the R*Tree per row (4-5x slower at a million cameras).
         # R*Tree stores 32-bit floats rounded outwards, so ask for overlap and keep the exact test on the real columns.
-        return stmt.join(_rtree, _rtree.c.seq == Camera.seq).where(
-            _rtree.c.max_lon >= min_lon,
-            _rtree.c.min_lon <= max_lon,
-            _rtree.c.max_lat >= min_lat,
-            _rtree.c.min_lat <= max_lat,
-            *exact,
-        )
+        return stmt.where(Camera.seq.in_(rtree_candidates(min_lon, min_lat, max_lon, max_lat)), *exact)
     if db.spatial == "postgis":
         envelope = func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, 4326)
         return stmt.where(literal_column("cameras.geom").op("&&")(envelope))
