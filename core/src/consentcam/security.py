@@ -60,9 +60,14 @@ class Keyring:
 
     def __init__(self, deployment_key: bytes) -> None:
         self._root = deployment_key
+        self._derived: dict[tuple[bytes, int], bytes] = {}
 
     def _derive(self, purpose: bytes, length: int = 32) -> bytes:
-        return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"consentcam", info=purpose).derive(self._root)
+        # Derived once per purpose: a request fanning out to 10,000 cameras derives one key, not 10,000.
+        key = (purpose, length)
+        if key not in self._derived:
+            self._derived[key] = HKDF(algorithm=hashes.SHA256(), length=length, salt=b"consentcam", info=purpose).derive(self._root)
+        return self._derived[key]
 
     def _fernet(self) -> Fernet:
         return Fernet(base64.urlsafe_b64encode(self._derive(b"credentials-at-rest")))
