@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from consentcam.vault import use_storage
 from consentcam.vault.export import verify_package
 from consentcam.vault.storage import LocalStorage, S3Storage, key_for
@@ -64,7 +63,7 @@ async def test_both_stores_keep_whole_immutable_objects_by_hash(backend, moto_en
     else:
         store = LocalStorage(tmp_path / "evidence")
     small, small_hash = clip_file(tmp_path, 300_000, 1)
-    large, large_hash = clip_file(tmp_path, (11 << 20) + 7, 2)
+    large, large_hash = clip_file(tmp_path, (5 << 20) + 7, 2)  # two parts: 5 MiB and 7 bytes
 
     for path, digest in ((small, small_hash), (large, large_hash)):
         data = path.read_bytes()

@@ -218,9 +218,14 @@ async def test_a_whole_body_put_stores_in_one_request_and_a_new_put_starts_over(
     first = await ok(await put_clip(api, case.path(0), data), 201)
     assert first["sha256"] == sha256(data)
 
-    # Half of one clip arrives, then the owner starts over with another file: the old bytes are dropped.
-    await put_clip(api, case.path(1), data[:2000], **{"Content-Range": f"bytes 0-1999/{len(data)}"})
-    second = await ok(await put_clip(api, case.path(1), other), 201)
+    # Part of one clip arrives, then the owner starts over with another file (a PUT without Content-Range): the old
+    # bytes are dropped. That new transfer is cut half way too, and resumes like any other.
+    await ok(await put_clip(api, case.path(1), data[:2000], **{"Content-Range": f"bytes 0-1999/{len(data)}"}), 202)
+    half = len(other) // 2
+    status = await send_and_cut(api, case.path(1), other[:half], announced=len(other))
+    assert (status["received"], status["total"]) == (half, len(other))
+    second = await ok(await put_clip(api, case.path(1), other[half:],
+                                     **{"Content-Range": f"bytes {half}-{len(other) - 1}/{len(other)}"}), 201)
     assert second["sha256"] == sha256(other) and second["size"] == len(other)
     record = await ok(await api.get(f"/api/v1/evidence/{second['evidence_id']}", headers=case.investigator.headers))
     assert record["media"]["creation_time"] is None and record["recorded_start"] is None

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from ..errors import MalformedBody, RangeNotSatisfiable
 from ..schemas import (
@@ -64,10 +64,14 @@ def _filename(request: web.Request) -> str | None:
 
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    # Chunk by chunk as the socket delivered them: no joining copy of what happens to be buffered.
-    async for chunk, _ in request.content.iter_chunks():
-        if chunk:
-            yield chunk
+    """Chunk by chunk as the socket delivered them (no joining copy of what happens to be buffered); a body cut
+    short (a broken chunked encoding) ends as a dropped connection does."""
+    try:
+        async for chunk, _ in request.content.iter_chunks():
+            if chunk:
+                yield chunk
+    except ClientPayloadError as exc:
+        raise ConnectionResetError(f"the request body broke off: {exc}") from exc
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

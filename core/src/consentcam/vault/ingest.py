@@ -133,6 +133,11 @@ class TempFile:
             os.close(self.fd)  # releases the flock
             self.fd = -1
 
+    def swap(self, fd: int) -> None:
+        """Go on with another file under the same name (already locked), closing the old one."""
+        old, self.fd = self.fd, fd
+        os.close(old)
+
 
 def open_locked(path: Path, create: bool = True) -> TempFile | None:
     """Open and lock ``path`` without waiting; None if another transfer holds it (or it is gone and not created)."""
@@ -212,16 +217,17 @@ class _Writer:
             await pending
 
 
+# How a body that stops short shows: the HTTP layer turns its own errors into these.
 BODY_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, asyncio.IncompleteReadError)
-try:  # aiohttp reports a broken body (a chunked stream cut short) as a payload error
-    from aiohttp import ClientPayloadError
-
-    BODY_ERRORS = (*BODY_ERRORS, ClientPayloadError)
-except ImportError:  # pragma: no cover
-    pass
 
 
 # --- the service --------------------------------------------------------------------------------------
+
+
+def _link_upload(item_id: str) -> Any:
+    """The upload in progress through an item's link (at most one)."""
+    return select(Upload).where(Upload.request_item_id == item_id, Upload.kind == "link")
+
 
 
 class Uploads:
@@ -239,7 +245,7 @@ class Uploads:
     async def status(self, token: str) -> dict[str, Any]:
         target = await requests.item_for_upload(self.p, token)
         async with self.p.db.sessions() as session:
-            upload = (await session.execute(select(Upload).where(Upload.request_item_id == target.item_id, Upload.kind == "link"))).scalar_one_or_none()
+            upload = (await session.execute(_link_upload(target.item_id))).scalar_one_or_none()
             stored = (await session.execute(
                 select(Evidence.id, Evidence.sha256, Evidence.size, Evidence.created_at)
                 .where(Evidence.request_item_id == target.item_id).order_by(Evidence.created_at)
@@ -305,7 +311,7 @@ class Uploads:
 
     async def _upload_row(self, target: UploadTarget, spec: ChunkSpec) -> Upload:
         async with self.p.db.sessions() as session:
-            row = (await session.execute(select(Upload).where(Upload.request_item_id == target.item_id, Upload.kind == "link"))).scalar_one_or_none()
+            row = (await session.execute(_link_upload(target.item_id))).scalar_one_or_none()
         if row is not None:
             return row
         if not spec.whole and (spec.query or spec.start):
@@ -320,7 +326,7 @@ class Uploads:
                 session.add(row)
         except IntegrityError:  # a concurrent first chunk made it
             async with self.p.db.sessions() as session:
-                row = (await session.execute(select(Upload).where(Upload.request_item_id == target.item_id, Upload.kind == "link"))).scalar_one()
+                row = (await session.execute(_link_upload(target.item_id))).scalar_one()
         return row
 
     async def _receive_locked(self, target: UploadTarget, upload: Upload, temp: TempFile, spec: ChunkSpec,
@@ -332,7 +338,7 @@ class Uploads:
         total = upload.total
         if spec.whole:
             if offset:
-                temp = await self._restart(temp)
+                await self._restart(temp)
                 offset = 0
                 self.vault.hashers.drop(upload.id)
             total = length
@@ -348,7 +354,7 @@ class Uploads:
             elif total is not None and spec.end is not None and spec.end >= total:
                 raise MalformedBody(f"the chunk ends past the clip's {total} bytes")
         if await asyncio.to_thread(lambda: os.fstat(temp.fd).st_nlink) > 1:
-            temp = await self._detach(temp)
+            await self._detach(temp)
 
         hasher = self.vault.hashers.take(upload.id, offset) or await asyncio.to_thread(self._rehash, temp, offset)
         outcome: str = "done"
@@ -373,7 +379,7 @@ class Uploads:
                 finally:
                     offset = writer.offset
                     self.vault.hashers.keep(upload.id, offset, hasher)
-                    await self._save_progress(upload.id, offset, total if total is not None else None)
+                    await self._save_progress(upload.id, offset, total)
             if outcome == "too_large":
                 await self.discard(upload.id, temp)
                 raise PayloadTooLarge(f"clips up to {limit} bytes are accepted", limit=limit)
@@ -404,23 +410,21 @@ class Uploads:
             position += len(chunk)
         return hasher
 
-    async def _restart(self, temp: TempFile) -> TempFile:
+    async def _restart(self, temp: TempFile) -> None:
         """Begin again under a new inode (the old one may be linked into the store), keeping the name locked."""
 
-        def swap() -> TempFile:
+        def restart() -> None:
             os.unlink(temp.path)
             fd = os.open(temp.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return TempFile(temp.path, fd)
+            temp.swap(fd)
 
-        fresh = await asyncio.to_thread(swap)
-        temp.close()
-        return fresh
+        await asyncio.to_thread(restart)
 
-    async def _detach(self, temp: TempFile) -> TempFile:
+    async def _detach(self, temp: TempFile) -> None:
         """The temporary file is also a stored object (hard link): copy it to a private inode before appending."""
 
-        def copy() -> TempFile:
+        def copy() -> None:
             staging = temp.path.with_suffix(".detach")
             fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -431,11 +435,9 @@ class Uploads:
                 position += len(chunk)
             os.fsync(fd)
             os.replace(staging, temp.path)
-            return TempFile(temp.path, fd)
+            temp.swap(fd)
 
-        fresh = await asyncio.to_thread(copy)
-        temp.close()
-        return fresh
+        await asyncio.to_thread(copy)
 
     async def _save_progress(self, upload_id: str, received: int, total: int | None) -> None:
         try:
@@ -547,9 +549,11 @@ class Uploads:
         return forgotten
 
     async def sweep_abandoned(self) -> int:
-        """Upkeep: uploads through links that no longer work (cancelled, declined, expired, closed) are removed."""
+        """Upkeep: uploads through links that no longer work (cancelled, declined, expired, closed) are removed, and
+        so are fetched files no job is ingesting any more (a live ingest holds its file locked)."""
         now = self.p.now()
         return await self._forget(or_(
+            Upload.kind == "fetch",
             RequestItem.status.in_(("cancelled", "declined", "expired")),
             RequestItem.token_expires_at <= now,
             RequestItem.request_id.in_(select(FootageRequest.id).where(FootageRequest.status != "open")),
@@ -648,11 +652,12 @@ async def ingest_file(p: Platform, target: UploadTarget, path: Path, *, source: 
     now = p.now()
     upload = Upload(id=new_id(), request_item_id=target.item_id, kind="fetch", received=0, created_at=now, updated_at=now)
     upload.temp_name = f"{upload.id}.part"
-    async with p.db.transaction() as session:
-        session.add(upload)
+    # Locked before its row exists: upkeep and recovery leave a locked file (and its row) alone.
     temp = await asyncio.to_thread(open_locked, service.dir / upload.temp_name)
     assert temp is not None
     try:
+        async with p.db.transaction() as session:
+            session.add(upload)
         hasher = service.vault.new_hasher()
         size = await asyncio.to_thread(_copy_hashing, Path(path), temp, hasher)
         if size > p.settings.upload_size_limit:
@@ -665,7 +670,9 @@ async def ingest_file(p: Platform, target: UploadTarget, path: Path, *, source: 
     except BaseException:
         async with p.db.sessions() as session:
             still = await session.get(Upload, upload.id)
-        if still is not None and still.sha256 is None:
+        if still is None:
+            await asyncio.to_thread(temp.path.unlink, missing_ok=True)
+        elif still.sha256 is None:  # with an intent, recovery (or the next upkeep) takes back what was placed
             await service.discard(upload.id, temp)
         raise
     finally:

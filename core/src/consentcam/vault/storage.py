@@ -248,12 +248,17 @@ class S3Storage(Storage):
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.lock_mode = lock_mode.upper()
         self._lock_enabled: bool | None = None
+        self._session: Any = None
 
     def _client(self) -> Any:
+        """A client for one operation (clients belong to an event loop); the session, which holds the parsed service
+        model, is made once."""
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
-        return get_session().create_client(
+        if self._session is None:
+            self._session = get_session()
+        return self._session.create_client(
             "s3", endpoint_url=self.endpoint_url, region_name=self.region, aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             config=AioConfig(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
