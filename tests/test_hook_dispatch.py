@@ -112,3 +112,18 @@ async def test_notify_owner_collects_only_the_channels_that_tried():
     host, _, _ = _host()
     note = OwnerNotification("o", "o@example.org", "O", None, {"rtsp": True}, "s", "t", "request")
     assert [r.channel for r in await host.notify_owner(note) if r.channel in ("alpha", "beta")] == ["beta"]
+
+
+async def test_a_failing_plugin_does_not_keep_the_others_from_their_turn():
+    class Broken(Vendor):
+        @hookimpl
+        async def consentcam_evidence_stored(self, evidence: EvidenceRecord) -> None:
+            raise RuntimeError("records system down")
+
+    good, broken = Vendor("good", "onvif"), Broken("broken", "rtsp")
+    host = make_plugin_host([good, broken], load_entry_points=False)  # pluggy calls the newest first: broken
+    import pytest
+
+    with pytest.raises(RuntimeError, match="records system down"):
+        await host.evidence_stored(EvidenceRecord("e9", "0" * 64, 1, "ag", None, None, {}))
+    assert good.seen == ["stored:e9"], "the working plugin must still receive the evidence"

@@ -110,11 +110,22 @@ class PluginHost:
     refused: list[tuple[str, str]] = field(default_factory=list)
 
     async def _gather(self, name: str, **kwargs: Any) -> list[Any]:
+        """Every plugin gets its turn: one that raises does not stop the others; the first error is raised
+        after all have run (an RMS that is down must not keep the next one from receiving evidence)."""
         caller = getattr(self.pm.hook, name)
         results = caller(**kwargs)
-        out = []
+        out, errors = [], []
         for result in results if isinstance(results, list) else [results]:
-            out.append(await result if inspect.isawaitable(result) else result)
+            if inspect.isawaitable(result):
+                try:
+                    result = await result
+                except Exception as exc:  # noqa: BLE001 - re-raised below, after the others ran
+                    log.exception("plugin hook %s failed", name)
+                    errors.append(exc)
+                    continue
+            out.append(result)
+        if errors:
+            raise errors[0]
         return [r for r in out if r is not None]
 
     async def _first(self, name: str, **kwargs: Any) -> Any:
