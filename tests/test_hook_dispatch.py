@@ -3,7 +3,7 @@ and a plugin answering None for a camera that is not its own lets the next one a
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from consentcam import hookimpl
@@ -93,7 +93,7 @@ async def test_probe_camera_and_fetch_recording_go_to_the_plugin_that_owns_the_k
         return sink
 
     ref = CameraRef("c1", "door", CameraConnection("rtsp", {}))
-    window = TimeWindow(datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc))
+    window = TimeWindow(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
     name, result = await host.fetch_recording_named(ref, window, make_sink)
     assert name == "beta" and result.note == "beta" and sunk == [("beta", "beta")]
     assert (await host.fetch_recording(ref, window, make_sink("x"))).note == "beta"
