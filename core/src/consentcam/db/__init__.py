@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +20,24 @@ __all__ = ["Base", "Database"]
 AUDIT_LOCK_KEY = 0x636F6E73  # "cons": the advisory lock that serialises the audit chain on PostgreSQL
 
 
+def _switch_to_wal(cursor: Any, seconds: float = 30.0) -> None:
+    """Switch a rollback-journal SQLite file to WAL. The switch needs the file to itself, and a reader that holds it
+    open may itself be waiting on this connection, so try briefly and often instead of one long busy wait."""
+    cursor.execute("PRAGMA busy_timeout=50")
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        cursor.execute("PRAGMA busy_timeout=30000")
+
+
 def _make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
@@ -27,9 +47,13 @@ def _make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEng
             # Take SQLite's transaction handling away from the driver so that BEGIN IMMEDIATE below is ours.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # Migrations leave the file in WAL mode; only a database made some other way is switched here, and the
+            # switch (it needs the file to itself) is retried rather than failing a connection that merely raced it.
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                _switch_to_wal(cursor)
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")

@@ -38,6 +38,11 @@ def _configure(connection: Connection) -> None:
 
 def _run_sync(connection: Connection) -> None:
     postgres = connection.dialect.name == "postgresql"
+    if connection.dialect.name == "sqlite":
+        # WAL is a property of the file: set it once, here, before any server opens the database. Left to the first
+        # connections of a server, the switch needs an exclusive lock and races their readers.
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        connection.commit()
     if postgres:
         connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         connection.commit()
