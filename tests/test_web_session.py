@@ -95,6 +95,54 @@ async def test_cookie_is_secure_over_https(consentcam_settings: Settings, consen
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
+async def test_behind_a_trusted_proxy_the_forwarded_scheme_and_client_are_believed(
+        consentcam_settings: Settings, consentcam_platform: Any, consentcam_world: Any, aiohttp_client: Any) -> None:
+    """nginx terminates TLS and forwards plain HTTP: cookies must still be Secure and the throttle must see the
+    client, not nginx. With a proxy configured, a connection that does not come through it is refused."""
+    from consentcam.http.app import create_app
+
+    behind = consentcam_settings.model_copy(update={"trusted_proxies": "127.0.0.1"})
+    client = await aiohttp_client(create_app(behind, platform=consentcam_platform, run_jobs=False))
+    owner = await consentcam_world.owner(login=False)
+    forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    response = await client.post("/api/v1/auth/session", json={"email": owner.email, "password": PASSWORD},
+                                 headers=forwarded)
+    assert response.status == 200
+    for name in ("consentcam_session", "consentcam_csrf"):
+        assert cookies_of(response)[name][0]["secure"] is True, name
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    # Two protocols for one hop is a forged or broken chain: refused, not guessed at.
+    bad = await client.get("/api/v1/auth/session", headers={"X-Forwarded-Proto": "https, http"})
+    assert bad.status == 400
+
+    untrusted = consentcam_settings.model_copy(update={"trusted_proxies": "10.9.8.7"})
+    direct = await aiohttp_client(create_app(untrusted, platform=consentcam_platform, run_jobs=False))
+    response = await direct.post("/api/v1/auth/session", json={"email": owner.email, "password": PASSWORD},
+                                 headers=forwarded)
+    assert response.status == 400, "a stranger claiming to be the proxy is not believed"
+    assert "Set-Cookie" not in response.headers
+
+
+async def test_an_https_public_address_makes_cookies_secure_whatever_hop_ends_tls(
+        consentcam_settings: Settings, consentcam_platform: Any, consentcam_world: Any, aiohttp_client: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from consentcam.http.app import create_app
+
+    public = consentcam_settings.model_copy(update={"public_url": "https://cams.example.gov"})
+    monkeypatch.setattr(consentcam_platform, "settings", public)  # the running platform's settings are the ones read
+    client = await aiohttp_client(create_app(public, platform=consentcam_platform, run_jobs=False))
+    owner = await consentcam_world.owner(login=False)
+    response = await client.post("/api/v1/auth/session", json={"email": owner.email, "password": PASSWORD})
+    assert cookies_of(response)["consentcam_session"][0]["secure"] is True
+
+
+def test_trusted_proxies_must_be_addresses() -> None:
+    with pytest.raises(ValueError, match="not an IP address"):
+        Settings(_env_file=None, trusted_proxies="127.0.0.1, nginx.local")  # type: ignore[call-arg]
+    assert Settings(_env_file=None, trusted_proxies="127.0.0.1, 10.0.0.0/8").proxy_hops == [  # type: ignore[call-arg]
+        ["127.0.0.1", "10.0.0.0/8"]]
+
+
 async def test_a_wrong_password_sets_no_cookie(api: Any, consentcam_world: Any) -> None:
     owner = await consentcam_world.owner(login=False)
     response = await sign_in(api, owner.email, "not the password")

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
                     "a plain background with jurisdiction outlines (air-gapped sites)",
     )
     tile_attribution: str = Field(default="© OpenStreetMap contributors", max_length=500)
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses or networks of the one reverse proxy in front (for example 127.0.0.1); "
+                    "when set, X-Forwarded-For, -Proto and -Host from it are believed, so client addresses, HTTPS and "
+                    "Secure cookies are right behind nginx. Then every connection must come through it: one from "
+                    "elsewhere, or with malformed forwarding headers, gets 400",
+    )
     run_jobs_in_process: bool = Field(default=True, description="the embedded default runs the outbox worker inside `serve`")
     load_entry_point_plugins: bool = True
 
@@ -54,6 +61,19 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError:
+                    raise ValueError(f"trusted_proxies: {part!r} is not an IP address or network") from None
+        return value
+
     @field_validator("tile_url")
     @classmethod
     def _tile_url(cls, value: str) -> str:
@@ -61,6 +81,17 @@ class Settings(BaseSettings):
         if value and not re.match(r"^https?://[^/\s'\";]+/\S*$", value):
             raise ValueError("tile_url is an http(s) URL with {z}/{x}/{y}, or empty for no tiles")
         return value
+
+    @property
+    def proxy_hops(self) -> list[list[str]]:
+        """``trusted_proxies`` in aiohttp-remotes' form: one hop, the listed addresses."""
+        hop = [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
+        return [hop] if hop else []
+
+    @property
+    def https(self) -> bool:
+        """The deployment is served over HTTPS (its public address says so), whatever hop terminates TLS."""
+        return self.public_url.startswith("https://")
 
     @property
     def resolved_database_url(self) -> str:

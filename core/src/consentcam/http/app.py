@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiohttp import web
+from aiohttp_remotes import XForwardedStrict
 
 from .. import web as web_ui
 from ..clock import Clock
@@ -106,7 +107,8 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
     if request.path.startswith("/api/"):
         response.headers.setdefault("Content-Security-Policy", API_CSP)
         response.headers.setdefault("Cache-Control", "no-store")
-    if request.secure:
+    platform = request.app.get(PLATFORM)
+    if request.secure or (platform is not None and platform.settings.https):
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
 
@@ -131,7 +133,11 @@ def create_app(
     run_jobs: bool | None = None,
 ) -> web.Application:
     """Build the application; the platform (database, plugins, keys) opens and closes with it."""
-    app = web.Application(middlewares=[security_headers, web_ui.page_errors, problems, principal], client_max_size=settings.json_body_limit)
+    middlewares: list[Any] = [security_headers, web_ui.page_errors, problems, principal]
+    if settings.proxy_hops:
+        # First of all: what follows sees the client's address and scheme, as the trusted proxy reported them.
+        middlewares.insert(0, XForwardedStrict(settings.proxy_hops).middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.json_body_limit)
     api = build_api()
     api.mount(app)
     app[API] = api

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from ..db.models import Agency, AuthToken
 from ..errors import Unauthorized
 from ..http.api import ANY_USER, PUBLIC, Api, Call, _dumps
-from ..http.keys import SESSION_COOKIE
+from ..http.keys import PLATFORM, SESSION_COOKIE
 from ..schemas import FeatureCollection, Login, Output, UserSummary
 from ..security import digest
 from ..services import accounts
@@ -27,15 +27,20 @@ class SessionOut(Output):
     csrf_token: str | None = Field(description="send it as X-CSRF-Token on every POST, PUT, PATCH and DELETE")
 
 
+def _secure(request: web.Request) -> bool:
+    # Secure when this hop is HTTPS, or when the deployment is public over HTTPS and TLS ends at a proxy in front.
+    return request.secure or request.app[PLATFORM].settings.https
+
+
 def _set_cookies(request: web.Request, response: web.StreamResponse, secret: str, csrf: str, max_age: int) -> None:
-    common = {"path": "/", "samesite": "Strict", "secure": request.secure, "max_age": max_age}
+    common = {"path": "/", "samesite": "Strict", "secure": _secure(request), "max_age": max_age}
     response.set_cookie(SESSION_COOKIE, secret, httponly=True, **common)
     response.set_cookie(CSRF_COOKIE, csrf, httponly=False, **common)
 
 
 def _clear_cookies(request: web.Request, response: web.StreamResponse) -> None:
     for name, httponly in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
-        response.set_cookie(name, "", path="/", samesite="Strict", secure=request.secure, httponly=httponly, max_age=0,
+        response.set_cookie(name, "", path="/", samesite="Strict", secure=_secure(request), httponly=httponly, max_age=0,
                             expires="Thu, 01 Jan 1970 00:00:00 GMT")
 
 
