@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         EvidenceRecord,
         ExportPackage,
         FetchResult,
+        GeocodedPlace,
         LabelSet,
         OwnerNotification,
         PluginInfo,
@@ -103,4 +104,16 @@ async def consentcam_analyse_clip(clip: ClipToAnalyse) -> LabelSet | None:
     """Called by the analysis job for every stored clip: return labels with time offsets, or None to pass.
 
     Only non-biometric analysis is possible: plugins declaring a biometric capability are never loaded.
+    """
+
+
+# --- places -------------------------------------------------------------------------------------------
+
+
+@hookspec
+async def consentcam_geocode(query: str, limit: int) -> list[GeocodedPlace] | None:
+    """Called when someone types an address (the owner portal's "Find"): return up to ``limit`` places, best first.
+
+    Declare the capability ``geocode`` so that the portal offers address search. Every plugin's answers are merged.
+    The query is personal data (often the owner's home address): do not log it or keep it.
     """

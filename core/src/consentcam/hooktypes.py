@@ -146,3 +146,13 @@ class ClipToAnalyse:
     evidence_id: str
     path: Path
     media: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GeocodedPlace:
+    """One answer to an address search: where it is and how the geocoder names it."""
+
+    label: str
+    lat: float
+    lon: float
+    source: str = ""

@@ -30,6 +30,7 @@ from .hooktypes import (
     EvidenceRecord,
     ExportPackage,
     FetchResult,
+    GeocodedPlace,
     LabelSet,
     OwnerNotification,
     PluginInfo,
@@ -173,6 +174,12 @@ class PluginHost:
 
     async def analyse_clip(self, clip: ClipToAnalyse) -> list[LabelSet]:
         return await self._gather("consentcam_analyse_clip", clip=clip)
+
+    async def geocode(self, query: str, limit: int = 5) -> list[GeocodedPlace]:
+        places: list[GeocodedPlace] = []
+        for batch in await self._gather("consentcam_geocode", query=query, limit=limit):
+            places.extend(batch)
+        return places[:limit]
 
     def capabilities(self) -> set[str]:
         return {c for p in self.loaded for c in p.info.capabilities}

@@ -121,6 +121,9 @@ def build_api() -> Api:
     for register in [*routes.REGISTRARS, routes_requests.request_routes, routes_requests.transparency_routes,
                      routes_keys.key_routes, routes_vault.vault_routes, *web_ui.REGISTRARS]:
         register(api)
+    from .routes_geocode import geocode_routes
+
+    geocode_routes(api)
     return api
 
 
