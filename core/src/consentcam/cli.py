@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -89,6 +90,14 @@ def serve(host: str, port: int, demo: bool, no_migrate: bool) -> None:
         from .demo import load_demo
 
         _run(lambda: _with_platform(lambda p: load_demo(p, only_if_empty=True, progress=_progress), settings))
+        # The demo city's address points, so that "Find" in the owner portal works where the address-point
+        # geocoder plugin is installed (scripts/serve-demo installs every plugin); a real deployment sets its own.
+        if not os.environ.get("CONSENTCAM_ADDRESS_POINTS"):
+            from .demo import write_address_points
+
+            points = settings.data_dir / "demo-address-points.csv"
+            write_address_points(points)
+            os.environ["CONSENTCAM_ADDRESS_POINTS"] = str(points.resolve())
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
     click.echo(f"ConsentCam on http://{host}:{port}/  (OpenAPI: http://{host}:{port}/api/v1/openapi.json)", err=True)
     web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None)

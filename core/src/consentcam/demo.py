@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -64,6 +65,48 @@ def _street_point(rng: random.Random) -> tuple[str, float, float, float]:
         lat += side * rng.uniform(12, 18) / METRES_PER_DEG_LAT
         bearing = 180.0 if side > 0 else 0.0
     return street, round(lat, 6), round(lon, 6), bearing
+
+
+# Chicago's address grid: numbers count from State Street (east/west) and Madison Street (north/south), 800 to the
+# mile; even numbers on the west and north sides.
+GRID_ORIGIN = (41.88190, -87.62780)
+METRES_PER_MILE = 1609.344
+
+
+def write_address_points(path: Path, step: int = 20) -> int:
+    """The demo city's address points (CSV: address, lat, lon) along the Loop's streets, for address search in the
+    owner portal through the consentcam-address-points plugin. Returns how many were written."""
+    import csv
+    import math
+
+    lat_range, lon_range = (41.8725, 41.8875), (-87.6390, -87.6165)
+    setback = 15.0  # metres from the centre line, where the doors are
+    rows: list[tuple[str, float, float]] = []
+
+    for street, lon in NORTH_SOUTH.items():
+        for n in range(0, 2000, step):
+            for sign, prefix in ((1, "N"), (-1, "S")):
+                lat = GRID_ORIGIN[0] + sign * n / 800 * METRES_PER_MILE / METRES_PER_DEG_LAT
+                if not lat_range[0] <= lat <= lat_range[1]:
+                    continue
+                for number, side in ((n, -1), (n + 1, 1)):  # even: west side
+                    dlon = side * setback / (METRES_PER_DEG_LAT * math.cos(math.radians(lat)))
+                    rows.append((f"{number} {prefix} {street}", round(lat, 6), round(lon + dlon, 6)))
+    for street, lat in EAST_WEST.items():
+        per_deg_lon = METRES_PER_DEG_LAT * math.cos(math.radians(lat))
+        for n in range(0, 2000, step):
+            for sign, prefix in ((1, "E"), (-1, "W")):
+                lon = GRID_ORIGIN[1] + sign * n / 800 * METRES_PER_MILE / per_deg_lon
+                if not lon_range[0] <= lon <= lon_range[1]:
+                    continue
+                for number, side in ((n, 1), (n + 1, -1)):  # even: north side
+                    rows.append((f"{number} {prefix} {street}", round(lat + side * setback / METRES_PER_DEG_LAT, 6), round(lon, 6)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["address", "lat", "lon"])
+        writer.writerows(sorted(set(rows)))
+    return len(set(rows))
 
 
 def _grant(rng: random.Random) -> GrantIn:

@@ -110,3 +110,17 @@ async def test_no_geocoder_is_a_clear_404_and_a_failing_one_a_502(consentcam_set
     body = await failed.json()
     assert failed.status == 502 and "ConnectionError" in body["detail"]
     assert "Main" not in body["detail"], "the query does not come back in an error either"
+
+
+def test_the_demo_city_s_addresses_follow_chicago_s_grid(tmp_path: Path) -> None:
+    """serve --demo writes these for the portal's "Find": an address lands on its street, on its side, at its block."""
+    from consentcam.demo import EAST_WEST, NORTH_SOUTH, write_address_points
+
+    path = tmp_path / "demo.csv"
+    assert write_address_points(path) > 1000
+    index = AddressIndex.from_csv(path)
+    west_side, east_side = index.search("120 N LaSalle St", 1)[0], index.search("121 N LaSalle St", 1)[0]
+    assert west_side.lon < NORTH_SOUTH["LaSalle St"] < east_side.lon, "even numbers on the west side"
+    # 120 N is 120/800 of a mile north of Madison (about 241 m): past Washington (100 N), short of Randolph (150 N).
+    assert EAST_WEST["Washington St"] < west_side.lat < EAST_WEST["Randolph St"]
+    assert abs((west_side.lat - EAST_WEST["Madison St"]) * 111_320 - 241) < 5

@@ -101,10 +101,16 @@ class AddressIndex:
 
 class AddressPoints:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        configured = path if path is not None else os.environ.get(SETTING)
-        self.path = Path(configured) if configured else None
+        self._given = path
         self._index: AddressIndex | None = None
+        self._indexed: Path | None = None
         self._loading = asyncio.Lock()
+
+    @property
+    def path(self) -> Path | None:
+        """The file given, else the setting as it is now (read when used, not when the module was imported)."""
+        configured = self._given if self._given is not None else os.environ.get(SETTING)
+        return Path(configured) if configured else None
 
     @hookimpl
     def consentcam_plugin_info(self) -> PluginInfo:
@@ -115,9 +121,11 @@ class AddressPoints:
     async def index(self) -> AddressIndex:
         # A city's file has hundreds of thousands of rows: read it once, off the event loop.
         async with self._loading:
-            if self._index is None:
-                assert self.path is not None
-                self._index = await asyncio.to_thread(AddressIndex.from_csv, self.path)
+            path = self.path
+            assert path is not None
+            if self._index is None or self._indexed != path:
+                self._index = await asyncio.to_thread(AddressIndex.from_csv, path)
+                self._indexed = path
         return self._index
 
     @hookimpl
