@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from consentcam.cli import main
-from consentcam.db.models import Evidence, Job, RequestItem, Upload
+from consentcam.db.models import Agency, Camera, Evidence, Job, RequestItem, Upload
 from consentcam.vault import vault_for
 from sqlalchemy import select
 
@@ -61,6 +61,12 @@ async def test_clip_uploaded_interrupted_resumed_read_with_ranges_exported_and_v
     status = await send_and_cut(api, link, data[:half], announced=size)
     assert status["received"] == half and status["total"] == size and status["receipts"] == []
     assert status["case_number"] == "2026-0099" and status["camera_id"] == case.links[0]["camera_id"]
+    # The owner holding the link sees who asks, why, and about which of their cameras (the upload page shows it).
+    async with p.db.sessions() as session:
+        agency_name = (await session.get(Agency, case.agency)).name
+        camera_label = (await session.execute(select(Camera.label).where(Camera.id == case.links[0]["camera_id"]))).scalar_one()
+    assert (status["agency"], status["description"], status["camera_label"]) == (
+        agency_name, "Hit and run at the corner", camera_label)
     assert await count(p, Evidence) == 0
 
     # The rest, from a new connection, resumes where it stopped.

@@ -452,6 +452,9 @@ class UploadProgress(Output):
 
 class UploadStatus(UploadInfo):
     total: int | None = Field(default=None, description="the announced size of the upload in progress, if known")
+    agency: str | None = Field(default=None, description="who asks: the requesting agency's name")
+    description: str | None = Field(default=None, description="what the agency says it is looking for")
+    camera_label: str | None = Field(default=None, description="the owner's own name for the camera asked about")
     receipts: list[Receipt] = Field(default_factory=list, description="clips already stored through this link")
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..audit import Actor
-from ..db.models import Evidence, Export, FootageRequest, RequestItem, Upload
+from ..db.models import Agency, Camera, Evidence, Export, FootageRequest, RequestItem, Upload
 from ..db.types import new_id
 from ..errors import (
     Conflict,
@@ -250,6 +250,12 @@ class Uploads:
                 select(Evidence.id, Evidence.sha256, Evidence.size, Evidence.created_at)
                 .where(Evidence.request_item_id == target.item_id).order_by(Evidence.created_at)
             )).all()
+            # The link holder is the camera's owner: who asks and why, about which of their cameras.
+            asked = (await session.execute(
+                select(Agency.name, FootageRequest.description, Camera.label)
+                .select_from(FootageRequest).join(Agency, Agency.id == FootageRequest.agency_id)
+                .join(Camera, Camera.id == target.camera_id).where(FootageRequest.id == target.request_id)
+            )).one_or_none()
         received, total = 0, None
         if upload is not None:
             total = upload.total
@@ -260,6 +266,8 @@ class Uploads:
         return {
             "item_id": target.item_id, "case_number": target.case_number, "camera_id": target.camera_id,
             "window": {"start": target.window_start, "end": target.window_end}, "received": received, "total": total,
+            "agency": asked[0] if asked else None, "description": asked[1] if asked else None,
+            "camera_label": asked[2] if asked else None,
             "receipts": [{"evidence_id": i, "sha256": s, "size": n, "received_at": at} for i, s, n, at in stored],
         }
 
