@@ -139,7 +139,8 @@ def create_app(
     middlewares: list[Any] = [security_headers, web_ui.page_errors, problems, principal]
     if settings.proxy_hops:
         # First of all: what follows sees the client's address and scheme, as the trusted proxy reported them.
-        middlewares.insert(0, XForwardedStrict(settings.proxy_hops).middleware)
+        # The health check is exempt, so that a supervisor or load balancer may ask the process directly.
+        middlewares.insert(0, XForwardedStrict(settings.proxy_hops, white_paths=("/api/v1/health",)).middleware)
     app = web.Application(middlewares=middlewares, client_max_size=settings.json_body_limit)
     api = build_api()
     api.mount(app)
