@@ -342,6 +342,9 @@ class UploadStatus(Resource):
     camera_id: str
     received: int
     total: int | None = None
+    agency: str | None = None  # who asks
+    description: str | None = None  # what they look for
+    camera_label: str | None = None  # the owner's name for the camera asked about
     receipts: list[Receipt] = Field(default_factory=list)
 
 
