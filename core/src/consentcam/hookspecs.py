@@ -13,6 +13,9 @@ import pluggy
 
 if TYPE_CHECKING:
     from .hooktypes import (
+        AccountCredentials,
+        AccountLink,
+        AnalysisModel,
         CameraConnection,
         CameraRef,
         ClipSink,
@@ -78,6 +81,18 @@ async def consentcam_fetch_recording(camera: CameraRef, window: TimeWindow, sink
 # --- owners -------------------------------------------------------------------------------------------
 
 
+@hookspec(firstresult=True)
+async def consentcam_link_account(credentials: AccountCredentials) -> AccountLink | None:
+    """Called when an owner links an account at a vendor's cloud (e.g. Ring) in the portal.
+
+    Exchange the credentials for what later calls need (a refresh token) and return it in ``AccountLink.secret``;
+    the core keeps only that, encrypted, and hands it back as ``CameraRef.account``. Return an ``AccountLink``
+    with ``code_required`` when the vendor asks for a two-factor code. Return None when ``credentials.provider``
+    is not yours; stops at the first non-None result. Raise ``CredentialsRejected`` when the vendor refuses the
+    credentials or the code, ``DeviceUnreachable`` when it cannot be reached. Never log what the owner typed.
+    """
+
+
 @hookspec
 async def consentcam_notify_owner(notification: OwnerNotification) -> DeliveryResult | None:
     """Called by the notification job: deliver one message through your channel if the owner chose it.
@@ -104,6 +119,15 @@ async def consentcam_analyse_clip(clip: ClipToAnalyse) -> LabelSet | None:
     """Called by the analysis job for every stored clip: return labels with time offsets, or None to pass.
 
     Only non-biometric analysis is possible: plugins declaring a biometric capability are never loaded.
+    """
+
+
+@hookspec
+def consentcam_analysis_models() -> list[AnalysisModel]:
+    """Called by ``consentcam models list`` and ``consentcam models fetch``: the model files your analyser needs.
+
+    Return one ``AnalysisModel`` per file, with its ``fetch`` function, so that an operator obtains and verifies
+    every model once and analysis needs no network afterwards; every plugin's models are listed.
     """
 
 

@@ -21,6 +21,9 @@ import pluggy
 from . import hookspecs
 from .errors import PluginRefused
 from .hooktypes import (
+    AccountCredentials,
+    AccountLink,
+    AnalysisModel,
     CameraConnection,
     CameraRef,
     ClipSink,
@@ -48,6 +51,7 @@ KNOWN_CAPABILITIES = frozenset(
         "discover",
         "probe",
         "fetch_recording",
+        "link_account",
         "live_only",
         "live_relay",
         "notify_email",
@@ -163,6 +167,9 @@ class PluginHost:
                 return impl.plugin_name, result
         return "", None
 
+    async def link_account(self, credentials: AccountCredentials) -> AccountLink | None:
+        return await self._first("consentcam_link_account", credentials=credentials)
+
     async def notify_owner(self, notification: OwnerNotification) -> list[DeliveryResult]:
         return await self._gather("consentcam_notify_owner", notification=notification)
 
@@ -174,6 +181,13 @@ class PluginHost:
 
     async def analyse_clip(self, clip: ClipToAnalyse) -> list[LabelSet]:
         return await self._gather("consentcam_analyse_clip", clip=clip)
+
+    def analysis_models(self) -> list[AnalysisModel]:
+        return [model for batch in self.pm.hook.consentcam_analysis_models() for model in batch or []]
+
+    def analysers(self) -> list[str]:
+        """The loaded plugins that analyse clips: when there are none, no analysis job is written."""
+        return [impl.plugin_name for impl in self.pm.hook.consentcam_analyse_clip.get_hookimpls()]
 
     async def geocode(self, query: str, limit: int = 5) -> list[GeocodedPlace]:
         places: list[GeocodedPlace] = []
