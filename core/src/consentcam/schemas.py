@@ -493,7 +493,10 @@ class EvidenceSummary(Output):
     received_at: datetime
     on_hold: bool
     disposed_at: datetime | None
-    labels: list[dict[str, Any]] = Field(default_factory=list, description="analysis labels (none yet)")
+    labels: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="analysis labels, stored beside the clip: {label, start_s, end_s, start_at, end_at, box, score, "
+                    "colour, attributes, analyser, model_name, model_sha256, created_at}")
 
 
 class EvidenceOut(EvidenceSummary):
@@ -506,7 +509,8 @@ class EvidenceQuery(Input):
     from_: AwareDatetime | None = Field(default=None, alias="from",
                                         description="clips whose recording ends at or after this time")
     to: AwareDatetime | None = Field(default=None, description="clips whose recording starts at or before this time")
-    label: str | None = Field(default=None, max_length=100, description="analysis label, e.g. pickup_truck")
+    label: str | None = Field(default=None, max_length=100,
+                              description="analysis label, e.g. truck; with from/to, the labelled span must overlap them")
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = Field(default=None, max_length=500, description="next_cursor of the previous page")
 

@@ -7,6 +7,7 @@ from typing import Any
 from . import fetching, notify  # noqa: F401
 from .platform import Platform
 from .vault import handlers as _vault_handlers  # noqa: F401 - evidence.stored, export.ready, disposal, legal holds
+from .vault import labels as _vault_labels  # noqa: F401 - evidence.analyse
 
 
 async def maintenance(p: Platform) -> dict[str, Any]:

@@ -329,6 +329,29 @@ class Upload(Base):
     # Set (and committed) before the clip is placed in the store, cleared with the row when its evidence commits:
     # a row still carrying it after a crash names an object that recovery must take back out of the store.
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+class EvidenceLabel(Base):
+    """One span an analyser saw in a clip: beside the evidence, never part of it. Rows of one label set share
+    the analyser, the model's SHA-256 and ``created_at``, so a court can see which model produced a label."""
+
+    __tablename__ = "evidence_labels"
+    id: Mapped[str] = _id()
+    evidence_id: Mapped[str] = mapped_column(ForeignKey("evidence.id"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    start_s: Mapped[float] = mapped_column(Float)  # offsets into the clip
+    end_s: Mapped[float] = mapped_column(Float)
+    start_at: Mapped[datetime | None]  # the same span in wall-clock time, when the clip's start is known
+    end_at: Mapped[datetime | None]
+    box: Mapped[list[Any] | None] = mapped_column(nullable=True)  # [x1, y1, x2, y2], fractions of the frame
+    score: Mapped[float] = mapped_column(Float)
+    colour: Mapped[str | None] = mapped_column(String(30))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    analyser: Mapped[str] = mapped_column(String(100))
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    __table_args__ = (Index("ix_evidence_labels_label_start", "label", "start_at"),)
+
+
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     __table_args__ = (

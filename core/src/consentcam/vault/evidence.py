@@ -15,11 +15,11 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import audit
-from ..db.models import Evidence, FootageRequest
-from ..errors import Gone, InvalidInput, NotFound, RangeNotSatisfiable
+from ..db.models import Evidence, EvidenceLabel, FootageRequest
+from ..errors import Forbidden, Gone, InvalidInput, NotFound, RangeNotSatisfiable
 from ..platform import Platform
 from ..services.accounts import Principal
-from . import custody
+from . import custody, labels
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -34,15 +34,16 @@ async def readable(session: AsyncSession, principal: Principal, evidence_id: str
     return evidence
 
 
-def evidence_out(evidence: Evidence, events: list[Any] | None, case_number: str | None) -> dict[str, Any]:
-    """The wire shape of a clip; with ``events``, its custody chain too."""
+def evidence_out(evidence: Evidence, events: list[Any] | None, case_number: str | None,
+                 found: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The wire shape of a clip; with ``events``, its custody chain too; ``found`` are its analysis labels."""
     out = {
         "id": evidence.id, "sha256": evidence.sha256, "size": evidence.size, "agency_id": evidence.agency_id,
         "request_id": evidence.request_id, "request_item_id": evidence.request_item_id, "case_number": case_number,
         "camera_id": evidence.camera_id, "source": evidence.source, "uploaded_by": evidence.uploaded_by,
         "media": evidence.media, "provenance": evidence.provenance, "recorded_start": evidence.recorded_start,
         "recorded_end": evidence.recorded_end, "received_at": evidence.created_at, "on_hold": evidence.on_hold,
-        "disposed_at": evidence.disposed_at, "labels": [],
+        "disposed_at": evidence.disposed_at, "labels": found or [],
     }
     if events is not None:
         out["custody"] = [custody.event_out(e) for e in events]
@@ -62,7 +63,8 @@ async def get(p: Platform, principal: Principal, evidence_id: str) -> dict[str, 
         case_number = await _case_number(session, evidence.request_id)
         await custody.record(p, session, now, principal.actor, custody.VIEWED, evidence)
         events = (await custody.events_of(session, [evidence.id]))[evidence.id]
-    return evidence_out(evidence, events, case_number)
+        found = (await labels.labels_of(session, [evidence.id]))[evidence.id]
+    return evidence_out(evidence, events, case_number, found)
 
 
 # --- bytes --------------------------------------------------------------------------------------------
@@ -128,9 +130,10 @@ async def search(p: Platform, principal: Principal, q: Any) -> dict[str, Any]:
     """The agency's clips, newest first, by request, camera, the time the footage covers, and label.
 
     ``from``/``to`` match clips whose recording overlaps the interval: the file's own times when it carries
-    them, else the request's window. No analysis labels exist yet, so a ``label`` matches nothing."""
+    them, else the request's window. With a ``label``, only clips an analyser labelled so, and ``from``/``to``
+    also bound the labelled span itself where the clip's start time is known: "a bus between 02:00 and 04:00"."""
     if principal.agency_id is None:
-        raise NotFound("no evidence")
+        raise Forbidden("evidence belongs to an agency; search it as one of its users")
     now = p.now()
     stmt = (select(Evidence, FootageRequest.case_number)
             .outerjoin(FootageRequest, FootageRequest.id == Evidence.request_id)
@@ -146,14 +149,20 @@ async def search(p: Platform, principal: Principal, q: Any) -> dict[str, Any]:
     if q.cursor:
         at, last_id = _uncursor(q.cursor)
         stmt = stmt.where(or_(Evidence.created_at < at, and_(Evidence.created_at == at, Evidence.id < last_id)))
-    rows: list[Any] = []
-    if not q.label:
-        async with p.db.sessions() as session:
-            rows = list((await session.execute(stmt.order_by(Evidence.created_at.desc(), Evidence.id.desc())
-                                               .limit(q.limit + 1))).all())
-    more = len(rows) > q.limit
-    rows = rows[: q.limit]
-    items = [evidence_out(e, None, case_number) for e, case_number in rows]
+    if q.label:
+        spans = select(EvidenceLabel.evidence_id).where(EvidenceLabel.label == labels.normalise(q.label))
+        if q.from_:
+            spans = spans.where(or_(EvidenceLabel.end_at.is_(None), EvidenceLabel.end_at >= q.from_))
+        if q.to:
+            spans = spans.where(or_(EvidenceLabel.start_at.is_(None), EvidenceLabel.start_at <= q.to))
+        stmt = stmt.where(Evidence.id.in_(spans))
+    async with p.db.sessions() as session:
+        rows = list((await session.execute(stmt.order_by(Evidence.created_at.desc(), Evidence.id.desc())
+                                           .limit(q.limit + 1))).all())
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        found = await labels.labels_of(session, [e.id for e, _ in rows])
+    items = [evidence_out(e, None, case_number, found[e.id]) for e, case_number in rows]
     async with p.db.transaction() as session:
         await audit.record(p.db, session, now, principal.actor, "evidence.searched", subject_type="evidence",
                            subject_id=None, camera_ids=[e.camera_id for e, _ in rows if e.camera_id],

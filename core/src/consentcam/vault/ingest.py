@@ -510,6 +510,11 @@ class Uploads:
                                   key=f"notify.receipt:{evidence_id}")
                 await enqueue(session, now, "evidence.stored", {"evidence_id": evidence_id},
                               key=f"evidence.stored:{evidence_id}")
+                if p.plugins.analysers():
+                    # Up to about a day and a half of hourly retries: an analyser waiting for its model file
+                    # labels the clips that arrived meanwhile once an operator fetches it.
+                    await enqueue(session, now, "evidence.analyse", {"evidence_id": evidence_id},
+                                  key=f"evidence.analyse:{evidence_id}", max_attempts=40)
                 await session.flush()
                 await custody.record(p, session, now, actor, custody.RECEIVED, evidence, upload_id=upload.id,
                                      case_number=target.case_number, source=source)
