@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import audit
 from .db.models import Agency, Camera, Job
 from .errors import ConsentCamError, ConsentRefused, Gone, NotFound
-from .hooktypes import CameraConnection, CameraRef, TimeWindow
+from .hooktypes import CameraConnection, CameraRef, LinkedAccount, TimeWindow
 from .jobs import PermanentFailure, job_handler
 from .platform import Platform
+from .services import linked_accounts
 from .services.consent import Consent, connection_secret, shares_of
 from .services.requests import UploadTarget, check_upload
 
@@ -39,7 +40,7 @@ async def check_direct_fetch(p: Platform, session: AsyncSession, item_id: str) -
     return target, camera
 
 
-def camera_ref(p: Platform, camera: Camera) -> CameraRef:
+def camera_ref(p: Platform, camera: Camera, account: LinkedAccount | None = None) -> CameraRef:
     fields = dict(camera.connection or {})
     playback = fields.get("playback") if isinstance(fields.get("playback"), dict) else {}
     return CameraRef(
@@ -47,6 +48,7 @@ def camera_ref(p: Platform, camera: Camera) -> CameraRef:
         label=camera.label,
         connection=CameraConnection(kind=camera.connection_kind, fields=fields, secret=connection_secret(p, camera)),
         timezone=str(playback.get("timezone") or fields.get("timezone") or "UTC"),
+        account=account,
     )
 
 
@@ -74,7 +76,8 @@ async def direct_fetch(p: Platform, job: Job) -> dict[str, Any]:
             raise PermanentFailure(exc.detail) from exc
     if refusal is not None:  # recorded after the read session closed: a write never waits on our own read
         return await _refuse(p, item_id, job.payload.get("camera_id"), job.payload.get("agency_id"), refusal)
-    ref = camera_ref(p, camera)
+    # The owner's account at the camera's vendor cloud (e.g. Ring), when the owner linked one.
+    ref = camera_ref(p, camera, await linked_accounts.account_for(p, camera.owner_id, camera.connection_kind))
     window = TimeWindow(target.window_start, target.window_end)
     evidence_ids: list[str] = []
 
@@ -106,5 +109,5 @@ async def direct_fetch(p: Platform, job: Job) -> dict[str, Any]:
                            detail={"request_id": target.request_id, "evidence_ids": evidence_ids, "missing": missing,
                                    "note": result.note})
     return {"fetched": bool(evidence_ids), "plugin": plugin_name, "evidence_ids": evidence_ids, "missing": missing,
-            "note": result.note}
+            "note": result.note, "provenance": result.provenance}
 

@@ -548,3 +548,42 @@ class SigningKey(Output):
     key_id: str = Field(description="sha256 of the raw public key")
     public_key: str = Field(description="the raw 32-byte public key, base64")
     pem: str
+
+
+# --- accounts at a camera vendor's cloud (e.g. Ring) ---------------------------------------------------
+
+
+class AccountLinkIn(Input):
+    """The owner's sign-in at the vendor, used once to obtain a refresh token and never stored."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=False)  # passwords as typed
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1000)
+    code: str | None = Field(default=None, min_length=1, max_length=20, pattern=r"^\s*[0-9A-Za-z-]+\s*$",
+                             description="the two-factor code the vendor sent, on the second attempt")
+
+
+class LinkedDevice(Output):
+    device_id: str
+    name: str
+    kind: str = ""
+    recordings: bool = Field(description="whether the account may download this device's recordings")
+
+
+class AccountLinkOut(Output):
+    provider: str
+    linked: bool
+    code_required: bool = False
+    detail: str = ""
+    devices: list[LinkedDevice] = []
+    linked_at: datetime | None = None
+
+
+class LinkedAccountOut(Output):
+    provider: str
+    linked_at: datetime
+    updated_at: datetime
+
+
+class LinkedAccountList(Output):
+    accounts: list[LinkedAccountOut]

@@ -124,6 +124,20 @@ class LoginThrottle(Base):
     blocked_until: Mapped[datetime | None]
 
 
+class LinkedAccount(Base):
+    """An owner's account at a camera vendor's cloud (e.g. Ring), linked in the portal: only what the vendor's
+    plugin asked to keep (a refresh token), encrypted with the deployment key. Unlinking deletes the row."""
+
+    __tablename__ = "linked_accounts"
+    id: Mapped[str] = _id()
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    secret: Mapped[str] = mapped_column(Text)  # encrypted JSON, written by the plugin's token updater too
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("owner_id", "provider", name="uq_linked_accounts_owner_provider"),)
+
+
 # --- registry and consent ------------------------------------------------------------------------------
 
 

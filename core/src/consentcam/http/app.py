@@ -124,6 +124,9 @@ def build_api() -> Api:
     from .routes_geocode import geocode_routes
 
     geocode_routes(api)
+    from .routes_accounts import linked_account_routes
+
+    linked_account_routes(api)
     return api
 
 
