@@ -313,3 +313,97 @@ def verify_export(package: Path, public_key_file: Path | None, deployment_key: b
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+# --- cameras ------------------------------------------------------------------------------------------
+
+
+@main.command("discover")
+@click.option("--timeout", "timeout_s", default=3.0, show_default=True, type=click.FloatRange(0.1, 60.0),
+              help="Seconds to wait for answers.")
+@click.option("--json", "as_json", is_flag=True)
+def discover_cmd(timeout_s: float, as_json: bool) -> None:
+    """Find cameras on the local network through every installed plugin (ONVIF: WS-Discovery). No database."""
+    from dataclasses import asdict
+
+    from .plugins import make_plugin_host
+
+    host = make_plugin_host(load_entry_points=Settings().load_entry_point_plugins)
+    found = _run(lambda: host.discover_cameras(timeout_s))
+    cameras = [asdict(camera) for camera in found]
+    lines = [f"{c['address']}  {c['name'] or '(no name)'}  [{c['kind']}]  {' '.join(c['xaddrs'])}"
+             + (f"  hardware: {c['hardware']}" if c["hardware"] else "") + (f"  location: {c['location']}" if c["location"] else "")
+             for c in cameras]
+    _emit(as_json, {"cameras": cameras, "timeout_s": timeout_s},
+          "\n".join(lines) or f"no camera answered within {timeout_s:g} s")
+
+
+
+# --- analysis models ----------------------------------------------------------------------------------
+
+
+@main.group("models")
+def models_group() -> None:
+    """Analysis models: obtained and verified once, so that analysis needs no network at run time."""
+
+
+def _analysis_models(analyser: str | None) -> list[Any]:
+    from .plugins import make_plugin_host
+
+    models = make_plugin_host(load_entry_points=Settings().load_entry_point_plugins).analysis_models()
+    chosen = [m for m in models if analyser in (None, m.analyser)]
+    if not chosen:
+        click.echo("error: " + (f"no analysis plugin named {analyser!r} needs a model" if analyser
+                                else "no installed analysis plugin needs a model"), err=True)
+        sys.exit(1)
+    return chosen
+
+
+@models_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def models_list(as_json: bool) -> None:
+    """Each analysis plugin's model file: where it is, whether it is there, its SHA-256 and the pinned one."""
+    import hashlib
+
+    rows = []
+    for model in _analysis_models(None):
+        digest = None
+        if model.path.is_file():
+            hasher = hashlib.sha256()
+            with open(model.path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    hasher.update(chunk)
+            digest = hasher.hexdigest()
+        rows.append({"analyser": model.analyser, "name": model.name, "path": str(model.path),
+                     "present": digest is not None, "sha256": digest, "pinned_sha256": model.pinned_sha256,
+                     "matches_pin": None if model.pinned_sha256 is None or digest is None else digest == model.pinned_sha256})
+    lines = [f"{r['analyser']}: {r['name']}\n  {r['path']}\n  "
+             + (f"sha256 {r['sha256']}" + ("" if r["matches_pin"] in (None, True) else f" (pinned: {r['pinned_sha256']})")
+                if r["present"] else "missing: run `consentcam models fetch`") for r in rows]
+    _emit(as_json, {"models": rows}, "\n".join(lines))
+
+
+@models_group.command("fetch")
+@click.argument("source", required=False)
+@click.option("--analyser", default=None, help="Only this plugin's model (required with SOURCE when several).")
+@click.option("--sha256", "expected", default=None, help="Refuse SOURCE unless its SHA-256 is this.")
+@click.option("--json", "as_json", is_flag=True)
+def models_fetch(source: str | None, analyser: str | None, expected: str | None, as_json: bool) -> None:
+    """Obtain and verify each analysis plugin's default model, or SOURCE (a URL or a local file) for one."""
+    from .errors import ConsentCamError
+
+    models = _analysis_models(analyser)
+    if source and len(models) > 1:
+        click.echo("error: SOURCE is one file: name its analyser with --analyser", err=True)
+        sys.exit(2)
+    fetched = []
+    for model in models:
+        try:
+            got = model.fetch(source, expected)
+        except ConsentCamError as exc:
+            click.echo(f"error: {model.analyser}: {exc.detail}", err=True)
+            sys.exit(1)
+        fetched.append({"analyser": model.analyser, "path": str(got.path), "sha256": got.sha256, "size": got.size,
+                        "source": got.source})
+    _emit(as_json, {"models": fetched},
+          "\n".join(f"{f['analyser']}: {f['path']}\n  sha256 {f['sha256']} ({f['size']} bytes) from {f['source']}"
+                    for f in fetched))
+

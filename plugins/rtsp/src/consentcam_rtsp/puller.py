@@ -123,10 +123,14 @@ class Pulled:
 class RtspSource:
     """One RTSP URL with its credentials. ``shown_url`` (without credentials) is the only form ever shown."""
 
-    def __init__(self, url: str, shown_url: str, options: PullOptions, secrets: Iterable[str | None] = ()) -> None:
+    def __init__(self, url: str, shown_url: str, options: PullOptions, secrets: Iterable[str | None] = (),
+                 seek_s: float = 0.0) -> None:
         self._url = url
         self.shown_url = shown_url
         self.options = options
+        # Where to start, in seconds from the stream's start: FFmpeg sends it as PLAY's ``Range: npt=<seek_s>-``
+        # (ONVIF replay, where the replay URI names a whole recording and the window is a place in it).
+        self.seek_s = seek_s
         self._secrets = tuple(s for s in secrets if s)
         self.transport: str | None = None  # the one that worked last
 
@@ -137,12 +141,19 @@ class RtspSource:
 
     def _open_once(self, transport: str) -> Any:
         timeout_us = str(int(self.options.read_timeout_s * 1_000_000))
-        return av.open(
+        container = av.open(
             self._url,
             options={"rtsp_transport": transport, "timeout": timeout_us, "allowed_media_types": "video",
                      "buffer_size": str(2 << 20)},
             timeout=(self.options.open_timeout_s, self.options.read_timeout_s),
         )
+        if self.seek_s > 0:
+            try:
+                container.seek(int(self.seek_s * 1_000_000))  # PAUSE, then PLAY from there
+            except BaseException:
+                container.close()
+                raise
+        return container
 
     def open(self) -> tuple[Any, str]:
         """An open container and the transport used; retried with backoff. Raises core errors or
