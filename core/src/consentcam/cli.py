@@ -260,6 +260,55 @@ def plugins_cmd(as_json: bool) -> None:
     _emit(as_json, payload, "\n".join(lines))
 
 
+@main.group("plugin")
+def plugin_group() -> None:
+    """Write a plugin of your own."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--path", "target", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to create (default: ./consentcam-NAME).")
+@click.option("--json", "as_json", is_flag=True)
+def plugin_new(name: str, target: Path | None, as_json: bool) -> None:
+    """Scaffold an adapter distribution that passes the vendor kit except where you must write code (PLACEHOLDER)."""
+    from .scaffold import names, scaffold
+
+    try:
+        folder = target or Path(f"consentcam-{names(name)['dist']}")
+        written = scaffold(name, folder)
+    except (ValueError, FileExistsError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    _emit(as_json, {"path": str(folder), "files": [str(p) for p in written]},
+          "\n".join([f"wrote {folder}/", *(f"  {p.relative_to(folder)}" for p in written),
+                     f"next: pip install -e '{folder}[testing]' && pytest {folder}/tests"]))
+
+
+@main.command("verify-audit")
+@click.option("--json", "as_json", is_flag=True)
+def verify_audit(as_json: bool) -> None:
+    """Recompute the audit chain from the database, as GET /api/v1/audit/verify does; exits 1 when it is broken
+    (after restoring a backup, compare the head with the one recorded at backup time)."""
+    from .audit import verify_chain
+    from .db import Database
+
+    async def go() -> Any:
+        database = Database(Settings().resolved_database_url)
+        try:
+            return await verify_chain(database)
+        finally:
+            await database.dispose()
+
+    check = _run(go)
+    payload = {"ok": check.ok, "events": check.events, "head": check.head, "broken_at": check.broken_at,
+               "reason": check.reason}
+    text = (f"OK: {check.events} events, head {check.head}" if check.ok
+            else f"BROKEN at event {check.broken_at}: {check.reason} ({check.events} events verified before it)")
+    _emit(as_json, payload, text)
+    if not check.ok:
+        sys.exit(1)
+
+
 # --- evidence packages --------------------------------------------------------------------------------
 
 

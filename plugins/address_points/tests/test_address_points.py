@@ -9,6 +9,7 @@ import pytest
 from consentcam.hookspecs import hookimpl
 from consentcam.hooktypes import GeocodedPlace, PluginInfo
 from consentcam.http.app import create_app
+from consentcam.testing.conformance import PluginConformance
 from consentcam.platform import open_platform
 from consentcam.testing.world import World
 from consentcam_address_points import AddressIndex, AddressPoints
@@ -124,3 +125,13 @@ def test_the_demo_city_s_addresses_follow_chicago_s_grid(tmp_path: Path) -> None
     # 120 N is 120/800 of a mile north of Madison (about 241 m): past Washington (100 N), short of Randolph (150 N).
     assert EAST_WEST["Washington St"] < west_side.lat < EAST_WEST["Randolph St"]
     assert abs((west_side.lat - EAST_WEST["Madison St"]) * 111_320 - 241) < 5
+
+
+class TestAddressPointsConformance(PluginConformance):
+    """The vendor kit's checks that apply to a geocoder: it declares itself, loads strictly and from its entry point."""
+
+    entry_point = "address_points"
+
+    @pytest.fixture
+    def plugin(self, points_csv: Path) -> AddressPoints:
+        return AddressPoints(points_csv)

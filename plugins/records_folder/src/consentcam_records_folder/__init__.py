@@ -53,10 +53,17 @@ class RecordsFolder:
             log.info("records_folder: no CONSENTCAM_RECORDS_FOLDER or CONSENTCAM_RECORDS_URL; export %s not delivered",
                      export.path.name)
             return
+        # Failures become the core's error, so the export.ready job records the message and retries.
         if self.folder is not None:
-            await asyncio.to_thread(self._to_folder, export, self.folder)
+            try:
+                await asyncio.to_thread(self._to_folder, export, self.folder)
+            except OSError as exc:
+                raise PluginError(f"records folder {self.folder}: {exc.strerror or exc}") from None
         if self.url is not None:
-            await self._to_endpoint(export, self.url)
+            try:
+                await self._to_endpoint(export, self.url)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise PluginError(f"records endpoint unreachable: {type(exc).__name__}: {exc}") from None
 
     # --- a folder ---------------------------------------------------------------------------------------
 
