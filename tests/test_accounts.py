@@ -32,7 +32,7 @@ async def login(api, email, password):
 
 async def test_owner_registers_and_logs_in(api, consentcam_clock, consentcam_settings):
     created = await ok(await register(api), 201)
-    assert set(created) == {"id"}
+    assert set(created) == {"id", "webhook_secret"} and created["webhook_secret"] is None  # no webhook, no secret
 
     body = await ok(await login(api, "ada@example.org", OWNER["password"]))  # email case does not matter
     assert body["token"] and body["user"]["id"] == created["id"]

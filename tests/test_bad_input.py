@@ -192,7 +192,7 @@ async def test_malformed_jurisdictions_are_refused_and_write_nothing(api, consen
     for extra, loc in (({"max_area_km2": -1}, ["body", "max_area_km2"]), ({"name": "n" * 201}, ["body", "name"]),
                        ({"max_window_hours": float("inf")}, ["body", "max_window_hours"])):
         payload = {"name": "Fine PD", "jurisdiction": square(-87.63, 41.88, 0.01), **extra}
-        body = await problem(await api.post("/api/v1/agencies", headers=admin.headers,
+        body = await problem(await api.post("/api/v1/agencies", headers={**admin.headers, "Content-Type": "application/json"},
                                             data=json.dumps(payload), params=None), 422)
         assert loc in locs(body), (extra, body)
     assert await snapshot(consentcam_platform) == before

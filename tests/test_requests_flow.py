@@ -243,7 +243,9 @@ async def test_webhook_channel_signs_and_a_receiver_can_verify(consentcam_client
     async with p.db.sessions() as session:
         from consentcam.db.models import User
 
-        secret = (await session.get(User, owner.id)).webhook_secret
+        stored = (await session.get(User, owner.id)).webhook_secret
+    assert not stored.startswith("whsec_"), "the signing secret is kept encrypted at rest"
+    secret = p.keyring.decrypt(stored)
     assert verify_webhook(secret, payload, signature)
     assert not verify_webhook(secret, payload + b" ", signature), "a changed body must not verify"
     assert not verify_webhook("whsec_wrong", payload, signature)

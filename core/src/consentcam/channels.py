@@ -10,7 +10,7 @@ from email.message import EmailMessage
 import aiohttp
 import aiosmtplib
 
-from . import __version__
+from . import __version__, outbound
 from .hooktypes import DeliveryResult, OwnerNotification, PluginInfo
 from .hookspecs import hookimpl
 from .security import Keyring
@@ -79,10 +79,13 @@ class WebhookChannel:
     def consentcam_plugin_info(self) -> PluginInfo:
         return PluginInfo("consentcam-webhook", __version__, ("notify_webhook",), "HMAC-signed webhooks")
 
+    def _secret(self, stored: str | None) -> str | None:
+        return _webhook_secret(self.keyring, stored)
+
     @hookimpl
     async def consentcam_notify_owner(self, notification: OwnerNotification) -> DeliveryResult | None:
         url = notification.channels.get("webhook_url")
-        secret = notification.channels.get("webhook_secret")
+        secret = self._secret(notification.channels.get("webhook_secret"))
         if not url or not secret:
             return None
         body = json.dumps(
@@ -95,14 +98,33 @@ class WebhookChannel:
             "ConsentCam-Signature": sign_webhook(secret, body, int(time.time())),
             "Idempotency-Key": notification.idempotency_key,
         }
+        extra = outbound.networks(self.settings.webhook_allowed_networks)
         try:
-            timeout = aiohttp.ClientTimeout(total=15)
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.post(url, data=body, headers=headers) as response:
+            # Public addresses only, checked on every address the name resolves to; redirects are not followed.
+            outbound.check_url(url, extra)
+            async with outbound.session(extra, timeout=15) as session, \
+                    session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 if 200 <= response.status < 300:
                     return DeliveryResult("webhook", True, f"HTTP {response.status}")
                 return DeliveryResult("webhook", False, f"HTTP {response.status}", retryable=response.status >= 500 or response.status == 429)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            guard = outbound.refused(exc)
+            if guard is not None:  # retrying cannot help: the owner must give a public address
+                return DeliveryResult("webhook", False, f"refused: {guard}", retryable=False)
             return DeliveryResult("webhook", False, f"{type(exc).__name__}: {exc}", retryable=True)
+
+
+def _webhook_secret(keyring: Keyring, stored: str | None) -> str | None:
+    """Stored secrets are encrypted with the deployment key; a plain ``whsec_`` value (an older row, or a caller
+    handing one directly) is used as it is. One that no longer decrypts (another deployment key) sends nothing."""
+    if not stored:
+        return None
+    if stored.startswith("whsec_"):
+        return stored
+    try:
+        return keyring.decrypt(stored)
+    except ValueError:
+        return None
 
 
 def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:

@@ -44,6 +44,24 @@ class Created(Output):
     id: str
 
 
+class OwnerCreated(Created):
+    webhook_secret: str | None = Field(
+        default=None, description="the secret that signs your webhooks (ConsentCam-Signature); shown only now")
+
+
+class NotificationPrefsIn(NotifyPrefs):
+    rotate_webhook_secret: bool = Field(default=False, description="make a new webhook signing secret (shown once)")
+
+
+class NotificationPrefs(Output):
+    email: bool
+    sms: bool
+    webhook_url: str | None
+    webhook_secret_set: bool
+    webhook_secret: str | None = Field(default=None, description="a new signing secret, present only in the answer "
+                                                                 "that made it")
+
+
 class Login(Input):
     email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=200)
@@ -188,6 +206,16 @@ class AccessLog(Output):
 
 
 # --- map ----------------------------------------------------------------------------------------------
+
+
+class AccessLogQuery(Input):
+    before: int | None = Field(default=None, ge=0, le=2**62, description="only events older than this sequence number (paging)")
+
+
+class RequestListQuery(Input):
+    status: Literal["draft", "pending_approval", "open", "closed"] | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
 
 
 class MapQuery(Input):

@@ -7,7 +7,7 @@ import re
 import secrets
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     json_body_limit: int = Field(default=1 << 20, description="largest JSON body accepted, in bytes")
     upload_size_limit: int = Field(default=8 << 30, description="largest clip accepted, in bytes")
     request_window_hours: float = 24.0
+    registrations_per_address: int = Field(default=10, ge=1, description="owner sign-ups from one address before slowing")
+    link_failures_per_address: int = Field(default=20, ge=1,
+                                           description="unknown upload or decline links tried from one address before slowing")
     request_area_km2: float = 2.0
     upload_link_days: float = 14.0
     require_approval: bool = True
@@ -56,14 +59,19 @@ class Settings(BaseSettings):
     run_jobs_in_process: bool = Field(default=True, description="the embedded default runs the outbox worker inside `serve`")
     load_entry_point_plugins: bool = True
 
+    webhook_allowed_networks: str = Field(
+        default="",
+        description="comma-separated networks that owners' webhooks may reach although they are not public (an "
+                    "agency receiver on the intranet); everything else private, loopback or link-local is refused",
+    )
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "webhook_allowed_networks")
     @classmethod
-    def _proxies(cls, value: str) -> str:
+    def _networks(cls, value: str, info: ValidationInfo) -> str:
         import ipaddress
 
         for part in (p.strip() for p in value.split(",")):
@@ -71,7 +79,7 @@ class Settings(BaseSettings):
                 try:
                     ipaddress.ip_network(part, strict=False)
                 except ValueError:
-                    raise ValueError(f"trusted_proxies: {part!r} is not an IP address or network") from None
+                    raise ValueError(f"{info.field_name}: {part!r} is not an IP address or network") from None
         return value
 
     @field_validator("tile_url")

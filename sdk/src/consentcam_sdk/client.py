@@ -35,6 +35,8 @@ OPERATIONS: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("POST", "/api/v1/auth/login", (200,)),
     ("POST", "/api/v1/auth/logout", (204,)),
     ("GET", "/api/v1/me", (200,)),
+    ("GET", "/api/v1/me/notifications", (200,)),
+    ("PUT", "/api/v1/me/notifications", (200,)),
     ("POST", "/api/v1/agencies", (201,)),
     ("GET", "/api/v1/agencies/{agency_id}", (200,)),
     ("POST", "/api/v1/agencies/{agency_id}/users", (201,)),
@@ -177,9 +179,10 @@ class AsyncClient:
         return await self._call("GET", "/api/v1/health", m.Health)
 
     async def register_owner(self, registration: m.OwnerRegistration | Mapping[str, Any] | None = None,
-                             **fields: Any) -> m.Created:
+                             **fields: Any) -> m.OwnerCreated:
+        """Register an owner. With a webhook URL, the answer carries its signing secret: the only time it is shown."""
         body = _input(m.OwnerRegistration, registration, fields)
-        return await self._call("POST", "/api/v1/auth/owners", m.Created, json=body)
+        return await self._call("POST", "/api/v1/auth/owners", m.OwnerCreated, json=body)
 
     async def login(self, email: str, password: str) -> m.LoginResult:
         """Sign in; later calls of this client carry the token."""
@@ -194,6 +197,17 @@ class AsyncClient:
 
     async def me(self) -> m.User:
         return await self._call("GET", "/api/v1/me", m.User)
+
+    async def notifications(self) -> m.NotificationPrefs:
+        """How the signed-in owner is told of requests (whether a webhook secret is set, never the secret)."""
+        return await self._call("GET", "/api/v1/me/notifications", m.NotificationPrefs)
+
+    async def set_notifications(self, prefs: m.NotificationPrefsIn | Mapping[str, Any] | None = None,
+                                **fields: Any) -> m.NotificationPrefs:
+        """Choose email, SMS and a webhook; a new webhook URL (or ``rotate_webhook_secret=True``) returns a new
+        signing secret in ``webhook_secret``, this once."""
+        body = _input(m.NotificationPrefsIn, prefs, fields)
+        return await self._call("PUT", "/api/v1/me/notifications", m.NotificationPrefs, json=body)
 
     # --- agencies and API keys ------------------------------------------------------------------------
 

@@ -65,6 +65,25 @@ class Created(Resource):
     id: str
 
 
+class OwnerCreated(Created):
+    schema_name = "OwnerCreated"
+    webhook_secret: str | None = None  # signs your webhooks; shown only in this answer
+
+
+class NotificationPrefsIn(NotifyPrefs):
+    schema_name = "NotificationPrefsIn"
+    rotate_webhook_secret: bool = False
+
+
+class NotificationPrefs(Resource):
+    schema_name = "NotificationPrefs"
+    email: bool
+    sms: bool
+    webhook_url: str | None
+    webhook_secret_set: bool
+    webhook_secret: str | None = None  # present only in the answer that made a new one
+
+
 class User(Resource):
     schema_name = "UserSummary"
     id: str

@@ -63,6 +63,7 @@ class Operation:
     extra_responses: dict[int, str] = field(default_factory=dict)
     body_required: bool = True
     scope: str | None = None  # the API-key scope that also grants this operation
+    extra_models: dict[int, type[BaseModel]] = field(default_factory=dict)  # JSON bodies of extra_responses
 
     @property
     def operation_id(self) -> str:
@@ -103,13 +104,14 @@ class Api:
         extra_responses: dict[int, str] | None = None,
         body_required: bool = True,
         scope: str | None = None,
+        extra_models: dict[int, type[BaseModel]] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
                 Operation(method, path, handler, summary,
                           roles if isinstance(roles, str) else frozenset(roles),
                           body, query, response, status, errors, tags, raw_body, raw_response, extra_responses or {},
-                          body_required, scope)
+                          body_required, scope, extra_models or {})
             )
             return handler
 
@@ -141,6 +143,7 @@ class Api:
                 except ValidationError as exc:
                     raise validation_problem("query", exc) from exc
             if op.body is not None:
+                _refuse_simple_types(request)
                 raw = await request.read()
                 if not raw and not op.body_required:
                     raw = b"{}"
@@ -174,7 +177,8 @@ class Api:
     def openapi(self) -> dict[str, Any]:
         models: list[tuple[type[BaseModel], str]] = []
         for op in self.operations:
-            for model, mode in ((op.body, "validation"), (op.query, "validation"), (op.response, "serialization")):
+            for model, mode in ((op.body, "validation"), (op.query, "validation"), (op.response, "serialization"),
+                                *((extra, "serialization") for extra in op.extra_models.values())):
                 if model is not None and (model, mode) not in models:
                     models.append((model, mode))
         keys, defs = models_json_schema(models, ref_template="#/components/schemas/{model}")
@@ -218,11 +222,17 @@ class Api:
             else:
                 item["responses"][str(op.status)] = {"description": op.summary}
             for status, description in op.extra_responses.items():
-                item["responses"].setdefault(str(status), {"description": description})
+                extra = op.extra_models.get(status)
+                item["responses"].setdefault(str(status), {"description": description} if extra is None else {
+                    "description": description,
+                    "content": {"application/json": {"schema": keys[(extra, "serialization")]}},
+                })
             problems = set(op.errors)
             if op.roles != PUBLIC:
                 problems |= {401, 403}
                 item["security"] = [{"bearer": []}, {"cookie": []}]
+            else:
+                problems.add(403)  # a credential of a suspended agency is refused even here
             if _path_params(op.path):
                 problems.add(404)  # an id that names nothing
             problems |= {400, 422}  # any call can carry a malformed query string
@@ -277,6 +287,17 @@ def _refuse_nul(request: web.Request) -> None:
     for key, value in request.query.items():
         if "\x00" in key or "\x00" in value:
             raise InvalidInput.at(("query", key), NUL_MESSAGE)
+
+
+# What a page on another site may send without a CORS preflight. A JSON body sent as one of these is how a forged
+# cross-site request (a login CSRF against the cookie session) looks; no client of this API sends JSON that way.
+SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def _refuse_simple_types(request: web.Request) -> None:
+    if request.content_type in SIMPLE_TYPES:
+        detail = f"send the body as application/json, not {request.content_type}"
+        raise MalformedBody(detail, errors=[FieldError(("body",), detail)])
 
 
 def _path_params(path: str) -> list[str]:

@@ -11,6 +11,7 @@ from ..audit import verify_chain
 from ..errors import Forbidden, NotFound
 from ..schemas import (
     AccessLog,
+    AccessLogQuery,
     AgencyCreate,
     AgencyOut,
     AgencyUserCreate,
@@ -27,6 +28,9 @@ from ..schemas import (
     Login,
     LoginResult,
     MapQuery,
+    NotificationPrefs,
+    NotificationPrefsIn,
+    OwnerCreated,
     OwnerRegistration,
     PluginList,
     UserSummary,
@@ -47,9 +51,25 @@ def accounts_routes(api: Api) -> None:
         return Health(status="ok", database=p.db.dialect, spatial_index=p.db.spatial, version=__version__)
 
     @api.route("POST", "/api/v1/auth/owners", summary="Register as a camera owner", roles=PUBLIC,
-               body=OwnerRegistration, response=Created, status=201, errors=(409,), tags=("accounts",))
-    async def register_owner(call: Call) -> Created:
-        return Created(id=await accounts.register_owner(call.platform, call.body))
+               body=OwnerRegistration, response=OwnerCreated, status=201, errors=(409,), tags=("accounts",))
+    async def register_owner(call: Call) -> OwnerCreated:
+        p, key = call.platform, f"register:{call.request.remote or 'unknown'}"
+        await accounts.check_rate(p, key, "sign-ups")
+        await accounts.note_rate(p, key, p.settings.registrations_per_address)
+        owner_id, webhook_secret = await accounts.register_owner_with_secret(p, call.body)
+        return OwnerCreated(id=owner_id, webhook_secret=webhook_secret)
+
+    @api.route("GET", "/api/v1/me/notifications", summary="How you are told of requests (never the webhook secret)",
+               roles=OWNER, response=NotificationPrefs, tags=("accounts",))
+    async def get_notifications(call: Call) -> NotificationPrefs:
+        return NotificationPrefs.model_validate(await accounts.notification_prefs(call.platform, call.user))
+
+    @api.route("PUT", "/api/v1/me/notifications", summary="Choose email, SMS and a webhook; a new webhook secret is "
+               "shown once", roles=OWNER, body=NotificationPrefsIn, response=NotificationPrefs, tags=("accounts",))
+    async def put_notifications(call: Call) -> NotificationPrefs:
+        b = call.body
+        return NotificationPrefs.model_validate(await accounts.set_notification_prefs(
+            call.platform, call.user, b.email, b.sms, b.webhook_url, b.rotate_webhook_secret))
 
     @api.route("POST", "/api/v1/auth/login", summary="Sign in; returns a bearer token", roles=PUBLIC, body=Login,
                response=LoginResult, errors=(401,), tags=("accounts",))
@@ -169,12 +189,10 @@ def camera_routes(api: Api) -> None:
         ]
 
     @api.route("GET", "/api/v1/cameras/{camera_id}/access-log", summary="Every audit event about this camera",
-               roles=OWNER, response=AccessLog, errors=(404,), tags=("consent",))
+               roles=OWNER, query=AccessLogQuery, response=AccessLog, errors=(404,), tags=("consent",))
     async def access_log(call: Call) -> AccessLog:
         camera_id = call.param("camera_id")
-        before = call.request.query.get("before")
-        events = await consent.access_log(call.platform, call.user.user_id, camera_id,
-                                          before=int(before) if before and before.isdigit() else None)
+        events = await consent.access_log(call.platform, call.user.user_id, camera_id, before=call.query.before)
         return AccessLog.model_validate({"camera_id": camera_id, "events": events})
 
 

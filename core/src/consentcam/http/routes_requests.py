@@ -9,6 +9,7 @@ from ..schemas import (
     RequestCreate,
     RequestCreated,
     RequestList,
+    RequestListQuery,
     RequestOut,
     RequestPreview,
     RequestStatus,
@@ -35,12 +36,10 @@ def request_routes(api: Api) -> None:
         return PreviewOut.model_validate(await requests.preview(call.platform, call.user, b.area, b.window.start, b.window.end))
 
     @api.route("GET", "/api/v1/requests", summary="Your agency's requests, newest first", roles=AGENCY_USERS,
-               response=RequestList, tags=("requests",), scope="requests:read")
+               query=RequestListQuery, response=RequestList, tags=("requests",), scope="requests:read")
     async def list_requests(call: Call) -> RequestList:
-        q = call.request.query
-        limit = min(max(int(q["limit"]), 1), 500) if q.get("limit", "").isdigit() else 100
-        offset = int(q["offset"]) if q.get("offset", "").isdigit() else 0
-        found = await requests.list_requests(call.platform, call.user, q.get("status"), limit, offset)
+        q = call.query
+        found = await requests.list_requests(call.platform, call.user, q.status, q.limit, q.offset)
         return RequestList.model_validate({"requests": found})
 
     @api.route("GET", "/api/v1/requests/{request_id}", summary="A request with the status of every item",
@@ -76,7 +75,10 @@ def request_routes(api: Api) -> None:
                roles=PUBLIC, body=DeclineIn, body_required=False, response=RequestStatus, errors=(404, 410),
                tags=("requests",))
     async def decline_by_link(call: Call) -> RequestStatus:
-        result = await requests.decline(call.platform, None, token=call.param("token"), reason=call.body.reason)
+        from .routes_vault import link_guard
+
+        async with link_guard(call):
+            result = await requests.decline(call.platform, None, token=call.param("token"), reason=call.body.reason)
         return RequestStatus.model_validate(result)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from aiohttp import ClientPayloadError, web
 
-from ..errors import MalformedBody, RangeNotSatisfiable
+from ..errors import MalformedBody, NotFound, RangeNotSatisfiable
 from ..schemas import (
     EvidenceOut,
     EvidencePage,
@@ -27,6 +28,7 @@ from ..schemas import (
     UploadReceipt,
     UploadStatus,
 )
+from ..services import accounts
 from ..vault import evidence, export, retention
 from ..vault.core import vault_for
 from ..vault.ingest import Progress, UploadMeta, Uploads, parse_content_range
@@ -106,20 +108,40 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def check_link_rate(call: Call) -> None:
+    await accounts.check_rate(call.platform, f"link:{call.request.remote or 'unknown'}", "unknown links tried")
+
+
+@contextlib.asynccontextmanager
+async def link_guard(call: Call) -> AsyncIterator[None]:
+    """Links are 256-bit capabilities, so guessing is hopeless; still, an address that keeps trying unknown ones is
+    slowed down like one that keeps failing to log in."""
+    await check_link_rate(call)
+    try:
+        yield
+    except NotFound:
+        await accounts.note_rate(call.platform, f"link:{call.request.remote or 'unknown'}",
+                                 call.platform.settings.link_failures_per_address)
+        raise
+
+
 def vault_routes(api: Api) -> None:
     # --- uploads through a link (the token is the capability) ----------------------------------------
 
     @api.route("GET", "/api/v1/uploads/{token}", summary="What a link asks for, and how much of an upload arrived",
                roles=PUBLIC, response=UploadStatus, errors=(404, 410), tags=("vault",))
     async def upload_status(call: Call) -> UploadStatus:
-        return UploadStatus.model_validate(await Uploads(call.platform).status(call.param("token")))
+        async with link_guard(call):
+            return UploadStatus.model_validate(await Uploads(call.platform).status(call.param("token")))
 
     @api.route("PUT", "/api/v1/uploads/{token}",
                summary="Upload a clip (or one chunk of it, with Content-Range) through a request's private link",
                roles=PUBLIC, raw_body="application/octet-stream", response=UploadReceipt, status=201,
-               errors=(400, 404, 409, 410, 413, 415, 422), tags=("vault",), extra_responses={202: PUT_UPLOAD_HELP})
+               errors=(400, 404, 409, 410, 413, 415, 422), tags=("vault",), extra_responses={202: PUT_UPLOAD_HELP},
+               extra_models={202: UploadProgress})
     async def put_upload(call: Call) -> Any:
         request = call.request
+        await check_link_rate(call)
         spec = parse_content_range(request.headers.get("Content-Range"))
         meta = UploadMeta(remote=request.remote, user_agent=request.headers.get("User-Agent", "")[:300] or None,
                           content_type=request.headers.get("Content-Type"), filename=_filename(request))
@@ -128,7 +150,8 @@ def vault_routes(api: Api) -> None:
         work = asyncio.ensure_future(Uploads(call.platform).receive(call.param("token"), spec, _content_length(request),
                                                                     _body(request), meta))
         work.add_done_callback(_retrieve)
-        outcome = await asyncio.shield(work)
+        async with link_guard(call):
+            outcome = await asyncio.shield(work)
         if isinstance(outcome, Progress):
             return _progress_response(outcome)
         return UploadReceipt(evidence_id=outcome.evidence_id, sha256=outcome.sha256, size=outcome.size)

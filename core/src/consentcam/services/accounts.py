@@ -50,6 +50,12 @@ def normalise_email(email: str) -> str:
 
 
 async def register_owner(p: Platform, reg: OwnerRegistration) -> str:
+    return (await register_owner_with_secret(p, reg))[0]
+
+
+async def register_owner_with_secret(p: Platform, reg: OwnerRegistration) -> tuple[str, str | None]:
+    """Register an owner; also returns the webhook signing secret made for them (when they gave a webhook URL),
+    which is shown to them once, at registration, so that their receiver can check signatures."""
     now = p.now()
     user = User(
         email=normalise_email(reg.email),
@@ -60,9 +66,11 @@ async def register_owner(p: Platform, reg: OwnerRegistration) -> str:
         notify_email=reg.notify.email,
         notify_sms=reg.notify.sms,
         webhook_url=reg.notify.webhook_url,
-        webhook_secret=new_secret("whsec_", 24) if reg.notify.webhook_url else None,
         created_at=now,
     )
+    secret = new_secret("whsec_", 24) if reg.notify.webhook_url else None
+    # Kept encrypted with the deployment key (the channel needs it back to sign); shown to the owner once.
+    user.webhook_secret = p.keyring.encrypt(secret) if secret else None
     try:
         async with p.db.transaction() as session:
             session.add(user)
@@ -73,7 +81,45 @@ async def register_owner(p: Platform, reg: OwnerRegistration) -> str:
         raise Conflict(
             "an account with this email already exists", errors=[FieldError(("body", "email"), "already registered")]
         ) from exc
-    return user.id
+    return user.id, secret
+
+
+# --- an owner's notification choices ------------------------------------------------------------------
+
+
+def notification_prefs_out(user: User, new_webhook_secret: str | None = None) -> dict[str, Any]:
+    return {"email": user.notify_email, "sms": user.notify_sms, "webhook_url": user.webhook_url,
+            "webhook_secret_set": bool(user.webhook_secret), "webhook_secret": new_webhook_secret}
+
+
+async def notification_prefs(p: Platform, who: Principal) -> dict[str, Any]:
+    async with p.db.sessions() as session:
+        user = await session.get(User, who.user_id)
+        if user is None:
+            raise NotFound("no such account")
+        return notification_prefs_out(user)
+
+
+async def set_notification_prefs(p: Platform, who: Principal, email: bool, sms: bool, webhook_url: str | None,
+                                 rotate_webhook_secret: bool) -> dict[str, Any]:
+    """Change how the owner is told of requests. A new webhook URL (or a rotation) gets a new signing secret,
+    returned this once; removing the URL removes the secret. Audited, without the URL or the secret."""
+    now = p.now()
+    async with p.db.transaction() as session:
+        user = await session.get(User, who.user_id)
+        if user is None:
+            raise NotFound("no such account")
+        fresh = None
+        if webhook_url and (webhook_url != user.webhook_url or rotate_webhook_secret or not user.webhook_secret):
+            fresh = new_secret("whsec_", 24)
+            user.webhook_secret = p.keyring.encrypt(fresh)
+        if not webhook_url:
+            user.webhook_secret = None
+        user.notify_email, user.notify_sms, user.webhook_url = email, sms, webhook_url
+        await audit.record(p.db, session, now, who.actor, "owner.notifications_changed", subject_type="user",
+                           subject_id=user.id, detail={"email": email, "sms": sms, "webhook": bool(webhook_url),
+                                                       "webhook_secret_rotated": fresh is not None})
+        return notification_prefs_out(user, fresh)
 
 
 # --- login, tokens and throttling ---------------------------------------------------------------------
@@ -87,9 +133,9 @@ async def _throttled(p: Platform, keys: list[str]) -> float:
     return max(waits, default=0.0)
 
 
-async def _note_failure(p: Platform, keys: list[str]) -> None:
+async def _note_failure(p: Platform, keys: list[str], limit: int | None = None) -> None:
     now = p.now()
-    limit = p.settings.login_max_failures
+    limit = limit or p.settings.login_max_failures
     async with p.db.transaction() as session:
         # Concurrent failures for the same key must neither collide inserting its row nor lose a count: insert
         # what is missing (ignoring a row another failure just wrote), then lock the rows in a fixed order.
@@ -108,6 +154,18 @@ async def _note_failure(p: Platform, keys: list[str]) -> None:
                 # Exponential slow-down past the limit, capped at 15 minutes.
                 extra = min(p.settings.login_lockout_seconds * 2 ** (row.failures - limit), 900.0)
                 row.blocked_until = now + timedelta(seconds=extra)
+
+
+async def check_rate(p: Platform, key: str, what: str) -> None:
+    """Refuse with 429 while ``key`` (an action and a client address) is slowed down."""
+    wait = await _throttled(p, [key])
+    if wait > 0:
+        raise TooManyRequests(f"too many {what} from your address; try again in {int(wait) + 1} s", retry_after=wait)
+
+
+async def note_rate(p: Platform, key: str, limit: int) -> None:
+    """Count one more event for ``key``; past ``limit`` within 15 minutes it is slowed down (as failed logins are)."""
+    await _note_failure(p, [key], limit)
 
 
 async def _clear_failures(p: Platform, key: str) -> None:
@@ -129,6 +187,9 @@ async def login(p: Platform, email: str, password: str, client: str, *, kind: st
         await _note_failure(p, keys)
         raise LoginFailed("email or password is wrong")
     assert user is not None
+    # The account's own counter is cleared; the address's is not: otherwise whoever holds one valid account could
+    # reset their address's count between guesses at other people's passwords. It lapses 15 minutes after the
+    # address's last failure.
     await _clear_failures(p, f"email:{email_n}")
     secret = new_secret("cc_")
     now = p.now()

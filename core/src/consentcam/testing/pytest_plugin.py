@@ -80,6 +80,8 @@ def consentcam_settings(consentcam_database_url: str, tmp_path: Path) -> Setting
         load_entry_point_plugins=False,
         run_jobs_in_process=False,
         login_lockout_seconds=0.2,
+        # Test receivers (webhooks) listen on loopback, which a deployment refuses by default (tests/test_outbound.py).
+        webhook_allowed_networks="127.0.0.0/8",
     )
 
 
