@@ -64,6 +64,17 @@ class Settings(BaseSettings):
         description="comma-separated networks that owners' webhooks may reach although they are not public (an "
                     "agency receiver on the intranet); everything else private, loopback or link-local is refused",
     )
+    run_jobs_in_process: bool = Field(default=True, description="the embedded default runs the outbox worker inside `serve`")
+    worker_concurrency: int = Field(default=8, ge=1, description="jobs one outbox worker runs at the same time")
+    load_entry_point_plugins: bool = True
+    # live feeds (tier 2)
+    emergency_default_minutes: float = Field(default=60.0, gt=0, description="an emergency's duration when none is given")
+    emergency_max_minutes: float = Field(default=60.0, gt=0, description="the longest an emergency may be declared for")
+    live_session_minutes: float = Field(default=15.0, gt=0, description="a live session's hard end, and each renewal's")
+    live_statement_seconds: float = Field(
+        default=30.0, gt=0, description="how long an edge agent may act on a signed live policy without hearing again")
+    edge_pairing_code_minutes: float = Field(default=15.0, gt=0)
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

@@ -8,6 +8,7 @@ from . import fetching, notify  # noqa: F401
 from .platform import Platform
 from .vault import handlers as _vault_handlers  # noqa: F401 - evidence.stored, export.ready, disposal, legal holds
 from .vault import labels as _vault_labels  # noqa: F401 - evidence.analyse
+from .live import service as _live  # noqa: F401 - notify.live
 
 
 async def maintenance(p: Platform) -> dict[str, Any]:

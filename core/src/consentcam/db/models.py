@@ -401,3 +401,84 @@ class Export(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+# --- edge relay and live feeds -------------------------------------------------------------------------
+
+
+class EdgeDevice(Base):
+    """An owner's edge relay box; it authenticates with a device key of which only the digest is stored."""
+
+    __tablename__ = "edge_devices"
+    id: Mapped[str] = _id()
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # None once unpaired
+    status: Mapped[str] = mapped_column(String(10), default="paired")  # paired | unpaired
+    live_paused: Mapped[bool] = mapped_column(Boolean, default=False)  # the owner's switch: no live view at all
+    created_at: Mapped[datetime]
+    unpaired_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+
+
+class EdgePairingCode(Base):
+    """A one-time enrolment code made in the portal; single use, expiring, stored as a digest."""
+
+    __tablename__ = "edge_pairing_codes"
+    id: Mapped[str] = _id()
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    device_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class EdgeDeviceCamera(Base):
+    """A camera reference a device offered when it last connected (the owner links it with a camera's connection)."""
+
+    __tablename__ = "edge_device_cameras"
+    device_id: Mapped[str] = mapped_column(ForeignKey("edge_devices.id", ondelete="CASCADE"), primary_key=True)
+    camera_ref: Mapped[str] = mapped_column(String(100), primary_key=True)
+    offered_at: Mapped[datetime]
+
+
+class Emergency(Base):
+    """Declared by a supervisor for an area and a time limit; the only thing that opens ``emergency_only`` feeds."""
+
+    __tablename__ = "emergencies"
+    id: Mapped[str] = _id()
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    area: Mapped[dict[str, Any]]  # as declared: GeoJSON Polygon or {center, radius_m}
+    min_lon: Mapped[float] = mapped_column(Float)
+    min_lat: Mapped[float] = mapped_column(Float)
+    max_lon: Mapped[float] = mapped_column(Float)
+    max_lat: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    declared_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    started_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    ended_by: Mapped[str | None] = mapped_column(String(36))
+    __table_args__ = (Index("ix_emergencies_active", "ended_at", "ends_at"),)
+
+
+class LiveSession(Base):
+    """One live view of one camera by one investigator, with a hard end; relayed only while it stays allowed."""
+
+    __tablename__ = "live_sessions"
+    id: Mapped[str] = _id()
+    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("edge_devices.id"), index=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    live_mode: Mapped[str] = mapped_column(String(20))  # the grant's live mode when it opened
+    emergency_id: Mapped[str | None] = mapped_column(ForeignKey("emergencies.id"))
+    started_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    renewals: Mapped[int] = mapped_column(Integer, default=0)
+    ended_at: Mapped[datetime | None] = mapped_column(index=True)
+    end_reason: Mapped[str | None] = mapped_column(String(500))
+    relay_started_at: Mapped[datetime | None]  # the agent confirmed it started relaying
+    relay_stopped_at: Mapped[datetime | None]  # the agent confirmed it stopped

@@ -127,6 +127,9 @@ def build_api() -> Api:
     from .routes_accounts import linked_account_routes
 
     linked_account_routes(api)
+    from ..live.routes import live_routes
+
+    live_routes(api)
     return api
 
 
@@ -174,6 +177,9 @@ def create_app(
                 await opened.db.dispose()
 
     app.cleanup_ctx.append(_platform)
+    from ..live.hub import setup_hub
+
+    setup_hub(app)  # the edge relay hub, after the platform opened
     from .routes_vault import startup as vault_startup
 
     app.on_startup.append(vault_startup)  # after the platform opened: recover the vault from a crash

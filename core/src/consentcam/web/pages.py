@@ -32,6 +32,7 @@ class Page:
     nav: str = ""  # which navigation entry is the current page
     map: bool = False
     draw: bool = False
+    hls: bool = False  # the page plays live feeds (vendored hls.js)
 
 
 PAGES: dict[str, Page] = {
@@ -43,6 +44,8 @@ PAGES: dict[str, Page] = {
     "/supervisor": Page("supervisor", "Supervisor", "supervisor.js", nav="/supervisor", map=True, draw=True),
     "/transparency": Page("transparency", "Transparency report", "transparency.js", nav="/transparency"),
     "/u/{token}": Page("upload", "Share a clip", "upload-page.js"),
+    "/owner/devices": Page("owner-devices", "Edge relays and live views", "owner-devices.js", nav="/owner"),
+    "/live": Page("live", "Live view", "live.js", nav="/console", hls=True),
 }
 NAV = [("/owner", "Camera owners"), ("/console", "Investigators"), ("/supervisor", "Supervisors"),
        ("/transparency", "Transparency")]
@@ -115,6 +118,8 @@ def render(page: Page, config: dict[str, Any], *, status: int = 200, main: str |
     if page.draw:
         head.insert(1, '<link rel="stylesheet" href="/static/vendor/leaflet-geoman/leaflet-geoman.css">')
         scripts.append('<script defer src="/static/vendor/leaflet-geoman/leaflet-geoman.min.js"></script>')
+    if page.hls:
+        scripts.append('<script defer src="/static/vendor/hls.js/hls.min.js"></script>')
     if page.script:
         scripts.append(f'<script type="module" src="/static/js/{e(page.script)}"></script>')
     body = _fill(_template("layout"), {

@@ -15,6 +15,7 @@ export class ApiError extends Error {
     this.detail = detail;
     this.slug = typeof problem.type === "string" ? problem.type.split("/").pop() : "";
     this.errors = Array.isArray(problem.errors) ? problem.errors.filter((e) => e && typeof e.msg === "string") : [];
+    this.rule = typeof problem.rule === "string" ? problem.rule : "";  // which consent rule refused (live views)
   }
 
   get signedOut() { return this.status === 401; }
