@@ -408,103 +408,6 @@ async def timed_match(p: Any, agency: Any, fence: Any, spec: FenceSpec, now: dat
     return time.perf_counter() - t0, matches
 
 
-def proposed_in_bbox(db: Any, stmt: Any, bbox: Any) -> Any:
-    """What services/spatial.py::in_bbox could do on SQLite: let the R*Tree drive (``seq IN (SELECT seq FROM
-    camera_rtree WHERE overlap)``). Today's join lets SQLite's planner pick ix_cameras_lat_lon instead: it reads a
-    latitude band across the whole city and probes the R*Tree once per row."""
-    from consentcam.db.models import Camera
-    from consentcam.services import spatial
-    from sqlalchemy import select
-
-    if db.spatial != "rtree":
-        return spatial.in_bbox(db, stmt, bbox)
-    min_lon, min_lat, max_lon, max_lat = bbox
-    r = spatial._rtree.c
-    candidates = select(r.seq).where(r.max_lon >= min_lon, r.min_lon <= max_lon, r.max_lat >= min_lat, r.min_lat <= max_lat)
-    return stmt.where(Camera.seq.in_(candidates), Camera.lon >= min_lon, Camera.lon <= max_lon, Camera.lat >= min_lat,
-                      Camera.lat <= max_lat)
-
-
-_PROTOTYPE_STATEMENTS: dict[tuple[str, bool], Any] = {}
-
-
-def _prototype_statement(spatial: str, circle: bool) -> Any:
-    """The match's query built once per (backend index, fence shape), on Core columns, values as bind parameters:
-    no per-call construction, no per-call cache key, no ORM row loading."""
-    key = (spatial, circle)
-    if key in _PROTOTYPE_STATEMENTS:
-        return _PROTOTYPE_STATEMENTS[key]
-    from consentcam.db.models import Camera
-    from consentcam.services import spatial as sp
-    from sqlalchemy import Float, String, bindparam, func, literal_column, or_, select
-
-    c = Camera.__table__.c
-    box = {k: bindparam(k, type_=Float) for k in ("min_lon", "min_lat", "max_lon", "max_lat")}
-    stmt = select(c.id, c.owner_id, c.lat, c.lon, c.grant_direct_fetch, c.connection_kind).where(
-        c.status == "active",
-        c.grant_requests.is_(True),
-        or_(c.grant_expires_at.is_(None), c.grant_expires_at > bindparam("now", type_=c.grant_expires_at.type)),
-        c.retention_days >= bindparam("need", type_=Float),
-    )
-    exact = (c.lon >= box["min_lon"], c.lon <= box["max_lon"], c.lat >= box["min_lat"], c.lat <= box["max_lat"])
-    if spatial == "rtree":  # the R*Tree drives: seq IN (overlapping entries)
-        r = sp._rtree.c
-        candidates = select(r.seq).where(r.max_lon >= box["min_lon"], r.min_lon <= box["max_lon"],
-                                         r.max_lat >= box["min_lat"], r.min_lat <= box["max_lat"])
-        stmt = stmt.where(c.seq.in_(candidates), *exact)
-    else:  # postgis
-        geom = literal_column("cameras.geom")
-        envelope = func.ST_MakeEnvelope(box["min_lon"], box["min_lat"], box["max_lon"], box["max_lat"], 4326)
-        stmt = stmt.where(geom.op("&&")(envelope))
-        if circle:
-            centre = func.ST_SetSRID(func.ST_MakePoint(bindparam("lon", type_=Float), bindparam("lat", type_=Float)), 4326)
-            stmt = stmt.where(func.ST_DWithin(func.geography(geom), func.geography(centre), bindparam("radius", type_=Float)))
-        else:
-            # parsed once (an InitPlan), not once per candidate row as in a generic plan of the inline form
-            shape = select(func.ST_SetSRID(func.ST_GeomFromGeoJSON(bindparam("geojson", type_=String)), 4326)).scalar_subquery()
-            stmt = stmt.where(func.ST_Intersects(geom, shape))
-    _PROTOTYPE_STATEMENTS[key] = stmt
-    return stmt
-
-
-async def proposed_match_cameras(p: Any, session: Any, agency: Any, fence: Any, window_start: datetime,
-                                 now: datetime) -> list[Any]:
-    """A prototype of services.requests.match_cameras with the same meaning and the same result (checked on every
-    fence), built for speed: SQLite's R*Tree drives the candidate query (see proposed_in_bbox); PostgreSQL parses a
-    polygon once per query (InitPlan), not once per candidate row as the generic plan of today's prepared statement
-    does; the statement is
-    built once with bind parameters (today ~50 SQL elements are constructed and cache-keyed on every call) and run
-    as Core, without ORM row loading; rows are taken apart once with zip(*rows) (instead of ~8 Row attribute
-    lookups per candidate) and Match objects are built only for the cameras inside the fence."""
-    from consentcam.services import requests as rq
-
-    if p.db.spatial not in ("rtree", "postgis"):
-        return await rq.match_cameras(p, session, agency, fence, window_start, now)
-    if agency.suspended:
-        return []
-    min_lon, min_lat, max_lon, max_lat = fence.bbox()
-    params: dict[str, Any] = {"now": now, "need": max(0.0, (now - window_start).total_seconds() / 86400),
-                              "min_lon": min_lon, "min_lat": min_lat, "max_lon": max_lon, "max_lat": max_lat}
-    if p.db.spatial == "postgis":
-        if fence.is_circle:
-            params.update(lon=fence.center[0], lat=fence.center[1], radius=fence.radius_m)
-        else:
-            params["geojson"] = json.dumps(fence.as_geojson())
-    rows = (await session.execute(_prototype_statement(p.db.spatial, fence.is_circle), params)).all()
-    if not rows:
-        return []
-    ids, owners, lats, lons, fetch, kinds = zip(*rows, strict=True)
-    inside = fence.contains(np.array(lons, dtype=float), np.array(lats, dtype=float))
-    return [rq.Match(ids[i], owners[i], lats[i], lons[i], fetch[i], kinds[i]) for i in np.flatnonzero(inside).tolist()]
-
-
-async def timed_match_proposed(p: Any, agency: Any, fence: Any, spec: FenceSpec, now: datetime) -> tuple[float, list[Any]]:
-    t0 = time.perf_counter()
-    async with p.db.sessions() as session:
-        matches = await proposed_match_cameras(p, session, agency, fence, spec.window_start, now)
-    return time.perf_counter() - t0, matches
-
-
 async def timed_sql(p: Any, sql: str, params: dict[str, Any]) -> tuple[float, list[Any]]:
     from sqlalchemy import text
 
@@ -587,9 +490,9 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
     log(f"{p.db.dialect}: loading every camera into memory for the scan baseline")
     scan = await load_scan(p)
     built = [(spec, parse_area(spec.area)) for spec in fences]
-    measures = ["match", "index", "index_2", "scan", "match_proposed"]
+    measures = ["match", "index", "index_2", "scan"]
     samples: list[Sample] = []
-    mismatches = {"match_vs_scan": 0, "match_not_in_index": 0, "proposed_vs_match": 0}
+    mismatches = {"match_vs_scan": 0, "match_not_in_index": 0}
     log(f"{p.db.dialect}: {len(built)} fences ({warmup} warm-up per shape not counted), measures interleaved")
     for i, (spec, fence) in enumerate(built):
         record = i >= 2 * warmup
@@ -614,11 +517,6 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
                 dt, rows = await timed_sql(p, *queries[second])
                 cpu = time.process_time() - c0
                 name = second
-            elif m == "match_proposed":
-                dt, rows = await timed_match_proposed(p, agency, fence, spec, now)
-                cpu = time.process_time() - c0
-                result["proposed"] = {r.camera_id for r in rows}
-                name = "match_proposed"
             else:
                 t0 = time.perf_counter()
                 rows = scan.match(fence, spec, now)
@@ -630,8 +528,6 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
                 samples.append(Sample(spec.kind, name, dt, len(rows), cpu))
         mismatches["match_vs_scan"] += edge_tolerant(fence, result["match"], result["scan"], scan)
         mismatches["match_not_in_index"] += len(result["match"] - set(result["index"]))
-        if "proposed" in result:
-            mismatches["proposed_vs_match"] += len(result["proposed"] ^ result["match"])
     out: dict[str, Any] = {"mismatches": mismatches, "shapes": {}}
     for kind in ("circle", "polygon"):
         shape: dict[str, Any] = {}
@@ -650,9 +546,6 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
         }
         second = "index_rtree_only" if p.db.is_sqlite else "index_bbox_only"
         shape["ratios"][f"match_over_{second}_median"] = m / shape[second]["median_ms"]
-        if "match_proposed" in shape:
-            mp = shape["match_proposed"]["median_ms"]
-            shape["ratios"].update(proposed_over_index_median=mp / ix, scan_over_proposed_median=sc / mp)
         out["shapes"][kind] = shape
     # Where the time goes on the server (PostgreSQL) / which plan SQLite picks.
     firsts = {k: [(s, f) for s, f in built[2 * warmup:] if s.kind == k][:10] for k in ("circle", "polygon")}
@@ -876,8 +769,10 @@ def _trim_pstats(text: str) -> list[str]:
     return [line.replace(str(Path(sys.prefix)), "<venv>").replace(str(Path.cwd()), ".") for line in lines[start:] if line.strip()]
 
 
-async def bench_drain(p: Any, meta: dict[str, Any], smtp: tuple[str, int], jobs: int) -> dict[str, Any]:
-    """The platform's own delivery path: the outbox worker runs notify.request jobs and sends through EmailChannel."""
+async def bench_drain(p: Any, meta: dict[str, Any], smtp: tuple[str, int], jobs: int, concurrency: int | None = None,
+                      batch: int = 20) -> dict[str, Any]:
+    """The platform's own delivery path: the outbox worker runs notify.request jobs and sends through EmailChannel
+    (``concurrency`` jobs at a time; default: the platform's ``worker_concurrency``)."""
     from consentcam.services.requests import create_request
     from consentcam.workflows import make_worker
 
@@ -885,7 +780,7 @@ async def bench_drain(p: Any, meta: dict[str, Any], smtp: tuple[str, int], jobs:
     principal = await _principal(p, meta)
     await create_request(p, principal, _fanout_spec(500))
     p.settings.smtp_host, p.settings.smtp_port = smtp
-    worker = make_worker(p, "bench-worker", batch=20)
+    worker = make_worker(p, "bench-worker", batch=batch, concurrency=concurrency)
     done = 0
     t0 = time.perf_counter()
     while done < jobs:
@@ -899,8 +794,11 @@ async def bench_drain(p: Any, meta: dict[str, Any], smtp: tuple[str, int], jobs:
 
     async with p.db.sessions() as session:
         ok = (await session.execute(select(func.count()).select_from(Job).where(Job.status == "done"))).scalar_one()
+    for plugin in p.plugins.pm.get_plugins():  # the pooled SMTP connections of this loop
+        if hasattr(plugin, "aclose"):
+            await plugin.aclose()
     await reset_state(p, meta)
-    return {"jobs": done, "done": int(ok), "seconds": dt, "jobs_per_s": done / dt}
+    return {"jobs": done, "done": int(ok), "seconds": dt, "jobs_per_s": done / dt, "concurrency": worker.concurrency}
 
 
 # --- SMTP ---------------------------------------------------------------------------------------------
@@ -1090,8 +988,6 @@ def print_report(result: dict[str, Any]) -> None:
                  ("index_rtree_only" if backend == "sqlite" else "index_bbox_only",
                   "    R*Tree alone (seq)" if backend == "sqlite" else "    GiST && bbox alone (seq)"),
                  ("scan", "(b) vectorised in-memory scan")]
-        if "match_proposed" in m["shapes"]["circle"]:
-            names.insert(1, ("match_proposed", "  prototype of a leaner match (proposed)"))
         for key, label in names:
             cells = []
             for kind in ("circle", "polygon"):
@@ -1109,18 +1005,14 @@ def print_report(result: dict[str, Any]) -> None:
                 e = m["shapes"][kind]["server_exec_ms"]
                 w(f"           server execution (EXPLAIN ANALYZE, median of {e['fences']}): match SQL "
                   f"{e['match_sql_median']:.2f} ms, bare index SQL {e['index_sql_median']:.2f} ms")
-            if "proposed_over_index_median" in r:
-                w(f"           the prototype (proposed_match_cameras): match/index {r['proposed_over_index_median']:5.2f}x, "
-                  f"scan/match {r['scan_over_proposed_median']:6.1f}x")
             if "query_plan" in m["shapes"][kind] and kind == "circle":
                 w(f"           SQLite plan of the match: {' / '.join(m['shapes'][kind]['query_plan'])}")
         for kind in ("circle", "polygon"):
             sh = m["shapes"][kind]
-            w(f"  {kind:<8} client CPU per query (median ms, robust to load): match {sh['match']['cpu_median_ms']:.2f}, prototype "
-              f"{sh['match_proposed']['cpu_median_ms']:.2f}, index {sh['index']['cpu_median_ms']:.2f}, scan {sh['scan']['cpu_median_ms']:.2f}")
+            w(f"  {kind:<8} client CPU per query (median ms, robust to load): match {sh['match']['cpu_median_ms']:.2f}, "
+              f"index {sh['index']['cpu_median_ms']:.2f}, scan {sh['scan']['cpu_median_ms']:.2f}")
         w(f"  result check: {m['mismatches']['match_vs_scan']} match/scan disagreements off the edge, "
-          f"{m['mismatches']['match_not_in_index']} matches outside the index result"
-          + f", {m['mismatches']['proposed_vs_match']} prototype/match differences")
+          f"{m['mismatches']['match_not_in_index']} matches outside the index result")
         if "fanout" in data:
             f = data["fanout"]
             ok = "OK" if f["median_s"] <= TARGET_FANOUT_S else "MISSED"
@@ -1134,7 +1026,7 @@ def print_report(result: dict[str, Any]) -> None:
         if "worker_drain" in data:
             d = data["worker_drain"]
             w(f"  outbox worker: {d['jobs']} notify.request jobs sent in {d['seconds']:.2f} s = {d['jobs_per_s']:.0f} msgs/s "
-              f"(one worker, jobs one at a time)")
+              f"(one worker, {d.get('concurrency', 1)} jobs at a time)")
     if "naive_loop" in result:
         w("")
         w(f"per-object shapely loop over all cameras (polygon, extrapolated from {result['naive_loop']['sample']:,}): "

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from sqlalchemy import func, select
-
 from consentcam.db.models import Job
 from consentcam.jobs import PermanentFailure, RetryLater, Worker, enqueue, job_handler
+from sqlalchemy import func, select
 
 RUNS: collections.Counter[str] = collections.Counter()
 CONCURRENT = {"now": 0, "max": 0}
@@ -130,3 +129,63 @@ async def test_a_long_job_keeps_its_lease_so_no_other_worker_takes_it(consentcam
     async with p.db.sessions() as session:
         job = (await session.execute(select(Job).where(Job.kind == "test.slow"))).scalar_one()
     assert job.status == "done" and job.locked_by == "slow" and job.attempts == 1
+
+
+async def test_enqueue_many_skips_keys_taken_before_or_earlier_in_the_batch(consentcam_platform):
+    """The bulk path (one INSERT ... SELECT, ON CONFLICT DO NOTHING) keeps enqueue's rule and its payloads."""
+    from consentcam.jobs import enqueue_many
+
+    p = consentcam_platform
+    await _jobs(p, "test.count", 2)  # keys test.count:0 and test.count:1 are taken
+    batch = [({"i": 0, "again": True}, "test.count:0"), ({"i": 2, "nested": {"a": [1, "b"]}}, "test.count:2"),
+             ({"i": 2, "second": True}, "test.count:2"), ({"i": 3}, None), ({"i": 4, "text": "é ' \" \\"}, None)]
+    async with p.db.transaction() as session:
+        written = await enqueue_many(session, p.now(), "test.count", batch, max_attempts=3)
+    assert written == 3
+    async with p.db.sessions() as session:
+        jobs = (await session.execute(select(Job).where(Job.kind == "test.count").order_by(Job.created_at))).scalars().all()
+    by_key = {j.idempotency_key: j for j in jobs}
+    assert len(jobs) == 5 and by_key["test.count:0"].payload == {"i": 0}, "a taken key was written over"
+    assert by_key["test.count:2"].payload == {"i": 2, "nested": {"a": [1, "b"]}}, "the first of a batch's duplicates wins"
+    unkeyed = sorted((j.payload for j in jobs if j.idempotency_key is None), key=lambda d: d["i"])
+    assert unkeyed == [{"i": 3}, {"i": 4, "text": "é ' \" \\"}]
+    new = [j for j in jobs if j.max_attempts == 3]
+    assert len(new) == 3 and {(j.status, j.attempts, j.run_after) for j in new} == {("pending", 0, p.now())}
+    assert len({j.id for j in jobs}) == 5
+
+
+async def test_jobs_run_concurrently_and_keep_their_leases_while_waiting_for_a_slot(consentcam_platform):
+    """Four slow jobs, two slots: the last two wait longer than a lease, yet no other worker takes them, each runs
+    once, and each outcome is recorded by the worker that holds its lease (real clock, as the heartbeat's)."""
+    from consentcam.clock import Clock
+
+    p = consentcam_platform
+    p.clock = Clock()
+    RUNS.clear()
+    CONCURRENT.update(now=0, max=0)
+    async with p.db.transaction() as session:
+        for i in range(4):
+            await enqueue(session, p.now(), "test.slow_count", {"seconds": 0.8}, key=f"slow:{i}")
+    busy = Worker(p, "busy", lease_s=0.6, batch=4, concurrency=2)
+    other = Worker(p, "other")
+    running = asyncio.create_task(busy.run_once())
+    await asyncio.sleep(1.1)  # the waiting jobs' first leases (0.6 s) have run out by now, had they not been kept
+    assert await other.run_once() == 0, "a claimed job waiting for a slot lost its lease"
+    assert await running == 4
+    assert CONCURRENT["max"] == 2, f"ran {CONCURRENT['max']} at once, the worker allows 2"
+    assert len(RUNS) == 4 and set(RUNS.values()) == {1}
+    async with p.db.sessions() as session:
+        rows = (await session.execute(select(Job.status, Job.locked_by, Job.attempts).where(Job.kind == "test.slow_count"))).all()
+    assert set(rows) == {("done", "busy", 1)}
+
+
+@job_handler("test.slow_count")
+async def _slow_count(p, job):
+    CONCURRENT["now"] += 1
+    CONCURRENT["max"] = max(CONCURRENT["max"], CONCURRENT["now"])
+    try:
+        await asyncio.sleep(job.payload["seconds"])
+    finally:
+        CONCURRENT["now"] -= 1
+    RUNS[job.id] += 1
+    return {"slept": job.payload["seconds"]}

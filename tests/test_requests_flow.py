@@ -161,6 +161,21 @@ async def test_without_approval_owners_are_asked_at_once_and_links_expire(consen
     assert detail["items"][0]["status"] == "expired"
 
 
+async def test_a_polygon_request_opens_at_once_without_approval(consentcam_client, consentcam_world, consentcam_clock):
+    """Found by the consent machine: the polygon a request stores was re-read in the same transaction with tuples
+    for coordinates, so every polygon request of an agency without approval was refused."""
+    client = consentcam_client
+    _, investigator, _, people = await _setup(consentcam_world, client, approval=False, owners=2)
+    lat, lon = CENTRE
+    d = 0.002  # ~200 m: holds both cameras (0 and 50 m north of the centre)
+    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d], [lon - d, lat - d]]
+    body = {"case_number": "P1", "description": "d", "window": _window(consentcam_clock),
+            "area": {"type": "Polygon", "coordinates": [ring]}}
+    response = await client.post("/api/v1/requests", json=body, headers=investigator.headers)
+    created = await response.json()
+    assert response.status == 201 and created["status"] == "open" and created["matched"] == 2, created
+
+
 async def test_grant_expiry_cancels_items_and_kills_links(consentcam_client, consentcam_world, consentcam_platform,
                                                           consentcam_clock):
     p, client, world = consentcam_platform, consentcam_client, consentcam_world

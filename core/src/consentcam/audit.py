@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .db import Database
+from .db.bulk import insert_rows
 from .db.models import AuditEvent, AuditEventCamera
 
 GENESIS = "0" * 64
@@ -108,7 +109,8 @@ async def record(
     session.add(event)
     await session.flush()
     if cameras:
-        await session.execute(insert(AuditEventCamera), [{"camera_id": c, "seq": seq} for c in cameras])
+        # One statement however many cameras an event names (a request may ask ten thousand).
+        await insert_rows(session, AuditEventCamera.__table__, {"camera_id": cameras}, {"seq": seq})
     return event
 
 

@@ -170,7 +170,9 @@ class Fence:
 
     def as_geojson(self) -> dict[str, Any]:
         if self.polygon is not None:
-            return dict(mapping(self.polygon))
+            # Lists, as JSON has them: a request opened in the transaction that made it parses this again.
+            shape = mapping(self.polygon)
+            return {"type": shape["type"], "coordinates": [[list(point) for point in ring] for ring in shape["coordinates"]]}
         assert self.center is not None
         return {"center": {"lat": self.center[1], "lon": self.center[0]}, "radius_m": self.radius_m}
 

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db.bulk import insert_rows, random_ids
 from .db.models import Job
-from .db.types import new_id
 from .errors import ServiceUnavailable
 from .platform import Platform
 
@@ -65,28 +65,30 @@ async def enqueue(
 
 async def enqueue_many(
     session: AsyncSession, now: datetime, kind: str, jobs: Iterable[tuple[dict[str, Any], str | None]], *,
-    run_after: datetime | None = None, max_attempts: int = 8, chunk: int = 500,
+    run_after: datetime | None = None, max_attempts: int = 8,
 ) -> int:
     """``enqueue`` for many jobs of one kind, as (payload, key) pairs: the same rows, and the same rule that a key
-    already written (before, or earlier in this batch) is not written twice, but one SELECT per ``chunk`` keys and
-    one executemany INSERT instead of a SELECT and a flushed INSERT per job. Returns how many jobs were written."""
-    jobs = list(jobs)
-    keys = [key for _, key in jobs if key is not None]
-    taken: set[str] = set()
-    for start in range(0, len(keys), chunk):
-        part = keys[start:start + chunk]
-        taken.update((await session.execute(select(Job.idempotency_key).where(Job.idempotency_key.in_(part)))).scalars())
-    rows = []
+    already written (before, or earlier in this batch) is not written twice, in one INSERT ... SELECT that skips
+    taken keys (``ON CONFLICT DO NOTHING``) instead of a SELECT and a flushed INSERT per job. Returns how many
+    jobs were written."""
+    payloads: list[dict[str, Any]] = []
+    keys: list[str | None] = []
+    seen: set[str] = set()
     for payload, key in jobs:
         if key is not None:
-            if key in taken:
+            if key in seen:
                 continue
-            taken.add(key)
-        rows.append({"id": new_id(), "kind": kind, "payload": payload, "idempotency_key": key, "status": "pending",
-                     "attempts": 0, "max_attempts": max_attempts, "run_after": run_after or now, "created_at": now})
-    if rows:
-        await session.execute(Job.__table__.insert(), rows)
-    return len(rows)
+            seen.add(key)
+        payloads.append(payload)
+        keys.append(key)
+    if not payloads:
+        return 0
+    return await insert_rows(
+        session, Job.__table__, {"id": random_ids(len(payloads)), "payload": payloads, "idempotency_key": keys},
+        {"kind": kind, "status": "pending", "attempts": 0, "max_attempts": max_attempts, "run_after": run_after or now,
+         "created_at": now},
+        skip_conflicts_on="idempotency_key",
+    )
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -96,10 +98,13 @@ def backoff_seconds(attempts: int) -> float:
 class Worker:
     def __init__(self, platform: Platform, name: str | None = None, *, batch: int = 20, lease_s: float = 120.0,
                  poll_s: float = 0.25, kinds: tuple[str, ...] | None = None,
-                 maintenance: Callable[[Platform], Awaitable[Any]] | None = None, maintenance_every_s: float = 30.0) -> None:
+                 maintenance: Callable[[Platform], Awaitable[Any]] | None = None, maintenance_every_s: float = 30.0,
+                 concurrency: int | None = None) -> None:
         self.p = platform
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.batch = batch
+        # Jobs of one claimed batch run this many at a time (most wait on the network: SMTP, webhooks, cameras).
+        self.concurrency = max(1, concurrency if concurrency is not None else platform.settings.worker_concurrency)
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.kinds = kinds
@@ -186,9 +191,31 @@ class Worker:
                                last_error=None)
 
     async def run_once(self) -> int:
+        """Claim a batch and run it, ``concurrency`` jobs at a time. Each job's lease is kept from its claim, so one
+        that waits for a free slot is not taken by another worker meanwhile; each outcome is recorded by the job
+        itself, under its own lease, as soon as it ends."""
         jobs = await self.claim()
-        for job in jobs:
-            await self.run_job(job)
+        if self.concurrency == 1 or len(jobs) <= 1:
+            for job in jobs:
+                await self.run_job(job)
+            return len(jobs)
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(job: Job, heartbeat: asyncio.Task[None]) -> None:
+            try:
+                async with slots:
+                    await self._run_job(job)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+
+        runs = [one(job, asyncio.create_task(self._heartbeat(job), name=f"lease {job.id}")) for job in jobs]
+        outcomes = await asyncio.gather(*runs, return_exceptions=True)
+        # Every job had its turn; a failure to record an outcome (the database went away) reaches the loop as before.
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(jobs)
 
     async def drain(self, max_rounds: int = 1000) -> int:

@@ -30,16 +30,19 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: str | None = None
+    smtp_connections: int = Field(default=8, ge=1, description="open SMTP connections kept per worker and reused")
+    smtp_idle_seconds: float = Field(default=30.0, ge=0, description="an idle pooled SMTP connection older than this is replaced")
+    smtp_helo_name: str | None = Field(default=None, description="the name given in HELO/EHLO; default: this host's FQDN")
 
     token_hours: float = Field(default=12.0, gt=0)
     login_max_failures: int = Field(default=5, ge=1, description="failures per email or address before slowing")
     login_lockout_seconds: float = Field(default=30.0, ge=0)
-    json_body_limit: int = Field(default=1 << 20, description="largest JSON body accepted, in bytes")
-    upload_size_limit: int = Field(default=8 << 30, description="largest clip accepted, in bytes")
-    request_window_hours: float = 24.0
     registrations_per_address: int = Field(default=10, ge=1, description="owner sign-ups from one address before slowing")
     link_failures_per_address: int = Field(default=20, ge=1,
                                            description="unknown upload or decline links tried from one address before slowing")
+    json_body_limit: int = Field(default=1 << 20, description="largest JSON body accepted, in bytes")
+    upload_size_limit: int = Field(default=8 << 30, description="largest clip accepted, in bytes")
+    request_window_hours: float = 24.0
     request_area_km2: float = 2.0
     upload_link_days: float = 14.0
     require_approval: bool = True
@@ -56,9 +59,6 @@ class Settings(BaseSettings):
                     "Secure cookies are right behind nginx. Then every connection must come through it: one from "
                     "elsewhere, or with malformed forwarding headers, gets 400",
     )
-    run_jobs_in_process: bool = Field(default=True, description="the embedded default runs the outbox worker inside `serve`")
-    load_entry_point_plugins: bool = True
-
     webhook_allowed_networks: str = Field(
         default="",
         description="comma-separated networks that owners' webhooks may reach although they are not public (an "

@@ -21,8 +21,8 @@ from sqlalchemy import Float, String, bindparam, func, literal_column, or_, sele
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import audit
+from ..db.bulk import insert_rows, random_ids
 from ..db.models import Agency, Camera, Evidence, FootageRequest, RequestItem, User
-from ..db.types import new_id
 from ..errors import FieldError, Forbidden, Gone, InvalidInput, NotFound
 from ..geo import Fence, check_lat_lon, parse_area_geojson
 from ..jobs import enqueue_many
@@ -207,15 +207,19 @@ async def _open(p: Platform, session: AsyncSession, request: FootageRequest, age
     fence = parse_area(request.area)
     matches = await match_cameras(p, session, agency, fence, request.window_start, now)
     expires = now + timedelta(days=agency.upload_link_days)
-    # Plain rows through Core executemany, not ORM objects: a request may ask ten thousand cameras (issue 3).
-    items = []
-    for m in matches:
-        item_id, salt = new_id(), secrets.token_hex(16)
-        items.append({"id": item_id, "request_id": request.id, "camera_id": m.camera_id, "owner_id": m.owner_id,
-                      "status": "notified", "token_salt": salt, "token_hash": digest(item_token(p, item_id, salt)),
-                      "token_expires_at": expires, "created_at": now, "updated_at": now})
-    if items:
-        await session.execute(RequestItem.__table__.insert(), items)
+    # One INSERT ... SELECT for every item, not ORM objects nor an executemany: a request may ask ten thousand
+    # cameras (issue 3), and what the items share (request, status, times) is bound once.
+    item_ids = random_ids(len(matches))
+    salts = secrets.token_hex(16 * len(matches))
+    salts_of = [salts[32 * i:32 * i + 32] for i in range(len(matches))]
+    await insert_rows(session, RequestItem.__table__, {
+        "id": item_ids,
+        "camera_id": [m.camera_id for m in matches],
+        "owner_id": [m.owner_id for m in matches],
+        "token_salt": salts_of,
+        "token_hash": [digest(item_token(p, i, salt)) for i, salt in zip(item_ids, salts_of, strict=True)],
+    }, {"request_id": request.id, "status": "notified", "token_expires_at": expires, "created_at": now, "updated_at": now})
+    items = [{"id": i} for i in item_ids]
     request.status, request.matched = "open", len(items)
     await enqueue_many(session, now, "notify.request",
                        [({"request_id": request.id, "owner_id": owner_id}, f"notify.request:{request.id}:{owner_id}")

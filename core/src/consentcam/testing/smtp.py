@@ -24,6 +24,7 @@ class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     refuse: bool = False  # answer 451 (try again later) to every message
+    peers: list[tuple[str, int]] = field(default_factory=list)  # the client's address of each message: its connection
 
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
@@ -39,6 +40,8 @@ class _Handler:
         self.box = box
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        with self.box.lock:
+            self.box.peers.append(tuple(session.peer[:2]))  # type: ignore[arg-type]
         if self.box.refuse:
             return "451 4.3.0 try again later"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -48,10 +51,10 @@ class _Handler:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         from aiosmtpd.controller import Controller
 
-        self.box = Mailbox("127.0.0.1", free_port())
+        self.box = Mailbox("127.0.0.1", port or free_port())
         self.controller = Controller(_Handler(self.box), hostname="127.0.0.1", port=self.box.port)
 
     def __enter__(self) -> Mailbox:
