@@ -1,11 +1,10 @@
 """API keys: created by an agency admin with scopes, shown once, stored as a digest, limited to their scopes,
 audited like users, revocable at once, and refused while the agency is suspended."""
 
-from sqlalchemy import select
-
 from consentcam.db.models import ApiKey, AuditEvent
 from consentcam.security import digest
 from consentcam.services.accounts import set_suspended
+from sqlalchemy import select
 
 
 async def test_key_lifecycle_scopes_and_audit(consentcam_client, consentcam_world, consentcam_platform):

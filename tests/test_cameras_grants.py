@@ -201,8 +201,8 @@ async def test_connection_secrets_are_never_returned_and_encrypted_at_rest(api, 
 
 
 async def test_credentials_in_urls_are_split_off_decoded_or_refused_without_echo(consentcam_client, consentcam_world, consentcam_platform):
-    from consentcam.services.consent import connection_secret
     from consentcam.db.models import Camera
+    from consentcam.services.consent import connection_secret
     from sqlalchemy import select
 
     owner = await consentcam_world.owner()

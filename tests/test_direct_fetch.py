@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
-
 from consentcam.db.models import AuditEvent, Evidence, Job
 from consentcam.platform import open_platform
 from consentcam.workflows import make_worker
+from sqlalchemy import select
 
 from .plugins.fake_recorder import FakeRecorder
 

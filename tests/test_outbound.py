@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-
 from consentcam import outbound
 from consentcam.channels import WebhookChannel
 from consentcam.hooktypes import OwnerNotification

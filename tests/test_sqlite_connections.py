@@ -8,10 +8,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from sqlalchemy import text
-
 from consentcam.db import Database
 from consentcam.db.migrate import upgrade
+from sqlalchemy import text
 
 
 def _journal_mode(path: Path) -> str:

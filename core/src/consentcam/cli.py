@@ -360,8 +360,6 @@ def verify_export(package: Path, public_key_file: Path | None, deployment_key: b
         sys.exit(1)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
 # --- cameras ------------------------------------------------------------------------------------------
 
 
@@ -456,3 +454,5 @@ def models_fetch(source: str | None, analyser: str | None, expected: str | None,
           "\n".join(f"{f['analyser']}: {f['path']}\n  sha256 {f['sha256']} ({f['size']} bytes) from {f['source']}"
                     for f in fetched))
 
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import fetching, notify  # noqa: F401
+from .live import service as _live  # noqa: F401 - notify.live
 from .platform import Platform
 from .vault import handlers as _vault_handlers  # noqa: F401 - evidence.stored, export.ready, disposal, legal holds
 from .vault import labels as _vault_labels  # noqa: F401 - evidence.analyse
-from .live import service as _live  # noqa: F401 - notify.live
 
 
 async def maintenance(p: Platform) -> dict[str, Any]:

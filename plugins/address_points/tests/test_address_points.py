@@ -9,8 +9,8 @@ import pytest
 from consentcam.hookspecs import hookimpl
 from consentcam.hooktypes import GeocodedPlace, PluginInfo
 from consentcam.http.app import create_app
-from consentcam.testing.conformance import PluginConformance
 from consentcam.platform import open_platform
+from consentcam.testing.conformance import PluginConformance
 from consentcam.testing.world import World
 from consentcam_address_points import AddressIndex, AddressPoints
 

@@ -4,8 +4,8 @@ from . import models
 from .client import AsyncClient, Progress
 from .errors import (
     BadRequest,
-    ConsentCamError,
     Conflict,
+    ConsentCamError,
     FieldError,
     Forbidden,
     Gone,

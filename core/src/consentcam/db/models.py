@@ -329,20 +329,6 @@ class Evidence(Base):
     __table_args__ = (Index("ix_evidence_agency_created", "agency_id", "created_at"),)
 
 
-class Upload(Base):
-    """A clip on its way into the vault: a resumable upload through an item's link (at most one per item at a
-    time), or a file a plugin fetched for it."""
-
-    __tablename__ = "uploads"
-    id: Mapped[str] = _id()
-    request_item_id: Mapped[str] = mapped_column(ForeignKey("request_items.id"))
-    kind: Mapped[str] = mapped_column(String(10), default="link", server_default="link")  # link | fetch
-    temp_name: Mapped[str] = mapped_column(String(200))
-    received: Mapped[int] = mapped_column(BigInteger, default=0)
-    total: Mapped[int | None] = mapped_column(BigInteger)
-    # Set (and committed) before the clip is placed in the store, cleared with the row when its evidence commits:
-    # a row still carrying it after a crash names an object that recovery must take back out of the store.
-    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
 class EvidenceLabel(Base):
     """One span an analyser saw in a clip: beside the evidence, never part of it. Rows of one label set share
     the analyser, the model's SHA-256 and ``created_at``, so a court can see which model produced a label."""
@@ -366,6 +352,20 @@ class EvidenceLabel(Base):
     __table_args__ = (Index("ix_evidence_labels_label_start", "label", "start_at"),)
 
 
+class Upload(Base):
+    """A clip on its way into the vault: a resumable upload through an item's link (at most one per item at a
+    time), or a file a plugin fetched for it."""
+
+    __tablename__ = "uploads"
+    id: Mapped[str] = _id()
+    request_item_id: Mapped[str] = mapped_column(ForeignKey("request_items.id"))
+    kind: Mapped[str] = mapped_column(String(10), default="link", server_default="link")  # link | fetch
+    temp_name: Mapped[str] = mapped_column(String(200))
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int | None] = mapped_column(BigInteger)
+    # Set (and committed) before the clip is placed in the store, cleared with the row when its evidence commits:
+    # a row still carrying it after a crash names an object that recovery must take back out of the store.
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     __table_args__ = (

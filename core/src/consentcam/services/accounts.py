@@ -14,7 +14,17 @@ from sqlalchemy.exc import IntegrityError
 from .. import audit
 from ..audit import Actor
 from ..db.models import Agency, AuthToken, LoginThrottle, User
-from ..errors import AgencySuspended, FieldError, Conflict, Forbidden, InvalidInput, LoginFailed, NotFound, TooManyRequests, Unauthorized
+from ..errors import (
+    AgencySuspended,
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    LoginFailed,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from ..geo import bounds_of, parse_area_geojson, to_geojson
 from ..platform import Platform
 from ..schemas import AgencyCreate, OwnerRegistration
