@@ -192,6 +192,8 @@ TABLE: list[Row] = [
     Row("GET", "/api/v1/cameras/{camera_id}/grants", OWNER_OF),
     Row("GET", "/api/v1/cameras/{camera_id}/grants/history", OWNER_OF),
     Row("GET", "/api/v1/cameras/{camera_id}/access-log", OWNER_OF),
+    # The matrix's cameras have no connection: the owner is let in (422, nothing to probe), everyone else refused.
+    Row("POST", "/api/v1/cameras/{camera_id}/probe", OWNER_OF),
     # --- linked vendor accounts: the caller's own; {provider} names a plugin (none is loaded here: 404 to an owner) --
     Row("GET", "/api/v1/linked-accounts", OWNERS),
     Row("POST", "/api/v1/linked-accounts/{provider}", {"ring": OWNERS}, refused=(401, 403),

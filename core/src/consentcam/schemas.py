@@ -44,6 +44,12 @@ class Created(Output):
     id: str
 
 
+class ProbeOut(Output):
+    device: dict[str, Any] = Field(description="maker, model, firmware, serial, as the device reports them")
+    profiles: list[dict[str, Any]] = Field(description="media profiles: name, encoding, resolution, stream URI")
+    capabilities: list[str] = Field(description="what the device can do, kept on the camera (e.g. recording, replay)")
+
+
 class OwnerCreated(Created):
     webhook_secret: str | None = Field(
         default=None, description="the secret that signs your webhooks (ConsentCam-Signature); shown only now")

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
                     "Secure cookies are right behind nginx. Then every connection must come through it: one from "
                     "elsewhere, or with malformed forwarding headers, gets 400",
     )
+    probe_allowed_networks: str = Field(
+        default="",
+        description="comma-separated networks the platform may reach when an owner probes a camera although they "
+                    "are not public (a district's NVR segment); cameras elsewhere on private networks are probed by "
+                    "their edge relay",
+    )
     webhook_allowed_networks: str = Field(
         default="",
         description="comma-separated networks that owners' webhooks may reach although they are not public (an "
@@ -80,7 +86,7 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @field_validator("trusted_proxies", "webhook_allowed_networks")
+    @field_validator("trusted_proxies", "webhook_allowed_networks", "probe_allowed_networks")
     @classmethod
     def _networks(cls, value: str, info: ValidationInfo) -> str:
         import ipaddress

@@ -96,3 +96,32 @@ async def test_probe_through_the_plugin_host(ipycam, consentcam_settings, consen
             await platform.plugins.probe_camera(connection(ipycam, password="wrong"))
     finally:
         await platform.db.dispose()
+
+
+async def test_the_owner_probes_through_the_api_and_the_camera_keeps_its_capabilities(
+        ipycam, consentcam_settings, consentcam_clock, aiohttp_client):
+    """POST /api/v1/cameras/{id}/probe, as the portal calls it: the real plugin, the real virtual camera."""
+    from consentcam.http.app import create_app
+    from consentcam.platform import open_platform
+    from consentcam.testing.world import World
+
+    platform = await open_platform(consentcam_settings, clock=consentcam_clock, extra_plugins=[OnvifPlugin(timeout_s=5)])
+    try:
+        client = await aiohttp_client(create_app(consentcam_settings, platform=platform, run_jobs=False))
+        world = World(platform)
+        owner = await world.owner()
+        fields = {"kind": "onvif", "host": "127.0.0.1", "port": ipycam.ports["onvif_port"], "username": IPYCAM_USERNAME}
+        camera = await world.camera(owner, connection={**fields, "password": IPYCAM_PASSWORD})
+        response = await client.post(f"/api/v1/cameras/{camera}/probe", headers=owner.headers)
+        body = await response.json()
+        assert response.status == 200, body
+        assert {p["name"] for p in body["profiles"]} == {"MainStream", "SubStream"}
+        assert body["capabilities"] == ["live", "probe"] and IPYCAM_PASSWORD not in await response.text()
+        shown = await (await client.get(f"/api/v1/cameras/{camera}", headers=owner.headers)).json()
+        assert shown["capabilities"] == ["live", "probe"]
+
+        wrong = await world.camera(owner, connection={**fields, "password": "not-the-password"})
+        refused = await client.post(f"/api/v1/cameras/{wrong}/probe", headers=owner.headers)
+        assert refused.status == 422 and "credentials" in (await refused.json())["detail"]
+    finally:
+        await platform.db.dispose()

@@ -33,6 +33,7 @@ from ..schemas import (
     OwnerCreated,
     OwnerRegistration,
     PluginList,
+    ProbeOut,
     UserSummary,
 )
 from ..services import accounts, consent
@@ -187,6 +188,14 @@ def camera_routes(api: Api) -> None:
              "share_with": v.share_with, "expires_at": v.expires_at, "revoked": v.revoked, "created_at": v.created_at}
             for v in versions
         ]
+
+    @api.route("POST", "/api/v1/cameras/{camera_id}/probe",
+               summary="Read the device behind the camera's connection through its plugin; keep its capabilities",
+               roles=OWNER, response=ProbeOut, errors=(403, 404, 422, 502), tags=("consent",))
+    async def probe_camera(call: Call) -> ProbeOut:
+        from ..services.probe import probe_camera as probe
+
+        return ProbeOut.model_validate(await probe(call.platform, call.user, call.param("camera_id")))
 
     @api.route("GET", "/api/v1/cameras/{camera_id}/access-log", summary="Every audit event about this camera",
                roles=OWNER, query=AccessLogQuery, response=AccessLog, errors=(404,), tags=("consent",))

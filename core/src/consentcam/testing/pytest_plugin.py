@@ -82,6 +82,7 @@ def consentcam_settings(consentcam_database_url: str, tmp_path: Path) -> Setting
         login_lockout_seconds=0.2,
         # Test receivers (webhooks) listen on loopback, which a deployment refuses by default (tests/test_outbound.py).
         webhook_allowed_networks="127.0.0.0/8",
+        probe_allowed_networks="127.0.0.0/8",  # test devices (ONVIF simulators, RTSP peers) too
     )
 
 
