@@ -205,14 +205,33 @@ def test_owner_investigator_supervisor_story(server: Server, people: Any, clip: 
     expect(queued).to_contain_text("1 camera match now")
     supervisor.shot("supervisor", full_page=True)
     declare = page.get_by_role("button", name="Declare emergency")
-    if "post" in server_operations(server).get("/api/v1/emergencies", {}):
-        expect(declare).to_be_enabled()
-    else:  # a server without emergencies yet: the page says so instead of failing later
-        expect(page.locator("#emergency-unavailable")).to_contain_text("not available on this server yet")
-        expect(declare).to_be_disabled()
+    assert "post" in server_operations(server).get("/api/v1/emergencies", {})
+    expect(declare).to_be_enabled()
     queued.get_by_role("button", name="Approve and ask the owners").click()
     expect(page.locator("#page-status")).to_contain_text("Approved case WEB-2026-001")
     expect(page.locator("#approval-queue")).to_contain_text("Nothing waits for your approval")
+
+    # --- the supervisor declares an emergency on the map, sees it listed, and ends it -----------------------------
+    declare.click()  # nothing drawn yet: the form says what is missing, nothing is sent
+    expect(page.locator("#emergency-errors")).to_contain_text("Draw the emergency's area on the map")
+    emergency_map = page.locator("#emergency-map")
+    emergency_map.scroll_into_view_if_needed()
+    area = emergency_map.bounding_box()
+    assert area is not None
+    mx, my = area["x"] + area["width"] / 2, area["y"] + area["height"] / 2
+    emergency_map.locator(".leaflet-pm-icon-polygon").click()
+    ring = [(mx - 40, my - 30), (mx + 40, my - 30), (mx + 40, my + 30), (mx - 40, my + 30)]
+    for px, py in ring:
+        page.mouse.click(px, py)
+    page.mouse.click(*ring[0])
+    expect(page.locator("#emergency-area")).to_contain_text("Polygon")
+    page.get_by_label("Reason (logged and published in counts)").fill("Armed robbery in progress at the corner store")
+    declare.click()
+    expect(page.locator("#page-status")).to_contain_text("Emergency declared until")
+    listed = page.locator("#emergency-list li", has_text="Armed robbery in progress")
+    expect(listed).to_be_visible()
+    listed.get_by_role("button", name="End now").click()
+    expect(page.locator("#emergency-list")).to_contain_text("No emergency is active")
     supervisor.check_clean()
 
     # --- the owner sees the request and uploads the clip, in chunks, one of them cut off on the way ------------
@@ -309,7 +328,7 @@ def test_owner_investigator_supervisor_story(server: Server, people: Any, clip: 
     visitor = people()
     page = visitor.goto("/transparency")
     row = page.locator("#counts-table tbody tr", has_text="Chicago PD, 1st District (demo)")
-    expect(row.locator("td.num")).to_have_text(["1", "1", "1", "0", "0"])  # requests, cameras asked, clips, live, emergencies
+    expect(row.locator("td.num")).to_have_text(["1", "1", "1", "0", "1"])  # requests, cameras asked, clips, live, emergencies
     expect(page.locator("#chart svg.bars rect")).to_have_count(5)
     expect(page.locator("#revocations")).to_contain_text("1 time in total")
     expect(page.locator("body")).not_to_contain_text("WEB-2026-001")
