@@ -49,7 +49,7 @@ async def test_another_owners_camera_is_404_on_every_camera_route(api, consentca
     calls = [
         ("GET", base, None), ("PATCH", base, {"label": "mine now"}), ("DELETE", base, None),
         ("PUT", f"{base}/grants", {"map": False}), ("GET", f"{base}/grants", None), ("DELETE", f"{base}/grants", None),
-        ("GET", f"{base}/grants/history", None), ("GET", f"{base}/access-log", None),
+        ("GET", f"{base}/grants/history", None), ("GET", f"{base}/access-log", None), ("POST", f"{base}/probe", None),
     ]
     templates = {(method, path.replace(camera["id"], "{camera_id}")) for method, path, _ in calls}
     every_camera_route = {(op.method, op.path) for op in api.server.app[API].operations
