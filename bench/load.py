@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/load.py                       # load: 60 s, 200 resumable uploads, 100 map reads/s, requests
     .venv/bin/python bench/load.py --faults              # the same while web processes and workers are SIGKILLed
-    .venv/bin/python bench/load.py --faults --restart-postgres   # and PostgreSQL restarted mid-run (root; disrupts
-                                                                 # anything else using this machine's PostgreSQL)
+    .venv/bin/python bench/load.py --restart-postgres    # PostgreSQL restarted mid-run: 503s, then recovery by itself
+                                                         # (root; disrupts anything else using this PostgreSQL)
 
 It brings up the deployment of docs/admins/scale.md on loopback (consentcam.testing.topology: nginx with TLS, two
 web processes, two workers, PostgreSQL, S3 via moto, a real SMTP server), seeds owners and cameras through the API,
@@ -59,12 +59,17 @@ class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     recovered: int = 0  # uploads that hit an error and finished by resuming
+    started: float = field(default_factory=time.monotonic)
+    timeline: dict[int, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))  # 5 s: [ok, errors]
 
     def ok(self, op: str, seconds: float) -> None:
         self.latencies[op].append(seconds)
+        self.timeline[int((time.monotonic() - self.started) // 5) * 5][0] += 1
 
     def error(self, op: str, what: str) -> None:
         self.errors[op][what] += 1
+        if what != "client backlog":
+            self.timeline[int((time.monotonic() - self.started) // 5) * 5][1] += 1
 
     def table(self, wall: float, baseline: dict[str, float] | None = None) -> dict[str, Any]:
         out = {}
@@ -248,28 +253,35 @@ async def map_reader(client: Client, headers: dict[str, str], rps: float, stop: 
         await asyncio.wait(pending, timeout=30)
 
 
-async def faults(town: Any, every: float, stop: asyncio.Event, log: list[str], restart_postgres: bool,
-                 seconds: float) -> None:
+async def faults(town: Any, every: float, stop: asyncio.Event, log: list[str], kill: bool) -> None:
+    """SIGKILL a random web process or worker every ``every`` seconds on average, and restart it."""
     rng = random.Random(11)
     targets = [n for n in town.processes if n.startswith(("web", "worker"))]
     started = time.monotonic()
-    pg_done = not restart_postgres
-    while not stop.is_set():
+    while kill and not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=rng.uniform(0.5 * every, 1.5 * every))
             return
         except TimeoutError:
             pass
-        if not pg_done and time.monotonic() - started > seconds / 2:
-            pg_done = True
-            version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-            log.append(f"{time.monotonic() - started:6.1f}s restart PostgreSQL {version}")
-            await asyncio.to_thread(subprocess.run, ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
-                                                     "restart"], check=True, timeout=120)
-            continue
         name = rng.choice(targets)
         log.append(f"{time.monotonic() - started:6.1f}s SIGKILL {name}")
         await asyncio.to_thread(town.restart, name)
+
+
+async def restart_postgres(after: float, stop: asyncio.Event, log: list[str]) -> None:
+    """Half way through, restart the machine's PostgreSQL (every connection dropped; the server gone ~1-2 s)."""
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=after)
+        return
+    except TimeoutError:
+        pass
+    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+    log.append(f"{time.monotonic() - started:6.1f}s restart PostgreSQL {version}")
+    await asyncio.to_thread(subprocess.run, ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                            check=True, timeout=120)
+    log.append(f"{time.monotonic() - started:6.1f}s PostgreSQL is back")
 
 
 # --- checks after the run ---------------------------------------------------------------------------------------
@@ -396,6 +408,7 @@ async def run(args: argparse.Namespace, town: Any, smtp_box: Any, folder: Path) 
         print(f"load for {args.seconds} s: {args.uploads} uploaders, {args.map_rps} map reads/s, a request every "
               f"{args.request_every} s{', with faults' if args.faults else ''} ...", file=sys.stderr)
         client = Client(http, stats)
+        stats.started = time.monotonic()
         stop = asyncio.Event()
         acknowledged: list[str] = list(baseline_ack)
         fault_log: list[str] = []
@@ -418,8 +431,9 @@ async def run(args: argparse.Namespace, town: Any, smtp_box: Any, folder: Path) 
 
         tasks.append(asyncio.ensure_future(requester()))
         if args.faults:
-            tasks.append(asyncio.ensure_future(faults(town, args.fault_every, stop, fault_log, args.restart_postgres,
-                                                      args.seconds)))
+            tasks.append(asyncio.ensure_future(faults(town, args.fault_every, stop, fault_log, kill=True)))
+        if args.restart_postgres:
+            tasks.append(asyncio.ensure_future(restart_postgres(args.seconds / 2, stop, fault_log)))
         started = time.perf_counter()
         await asyncio.sleep(args.seconds)
         stop.set()
@@ -438,6 +452,7 @@ async def run(args: argparse.Namespace, town: Any, smtp_box: Any, folder: Path) 
         "seeding_s": round(seeding_s, 1), "wall_s": round(wall, 1), "operations": stats.table(wall, baseline),
         "unloaded_p50_ms": {op: round(v * 1000, 1) for op, v in baseline.items()},
         "uploads_recovered_after_errors": stats.recovered, "faults": fault_log,
+        "every_5s_ok_and_errors": {t: v for t, v in sorted(stats.timeline.items())},
         "restarts": {n: p.restarts for n, p in town.processes.items()}, "jobs_after_drain": jobs, "checks": checks,
     }
 
@@ -452,7 +467,8 @@ def main() -> None:
     parser.add_argument("--clip-seconds", type=int, default=4, help="length of the real H.264 clip uploaded")
     parser.add_argument("--faults", action="store_true", help="SIGKILL a random web process or worker and restart it")
     parser.add_argument("--fault-every", type=float, default=6.0, help="mean seconds between kills")
-    parser.add_argument("--restart-postgres", action="store_true", help="with --faults: restart PostgreSQL half way")
+    parser.add_argument("--restart-postgres", action="store_true",
+                        help="restart PostgreSQL half way (root; disrupts every other user of this PostgreSQL)")
     parser.add_argument("--web", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--drain-timeout", type=float, default=300.0)
