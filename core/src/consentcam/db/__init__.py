@@ -128,6 +128,24 @@ class Database:
             await self.read_engine.dispose()
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an error (or one it was raised from) says the database cannot be reached right now: a dropped or
+    refused connection, a server shutting down or starting up. Anything else is a real failure."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, DBAPIError) and _is_unavailable(seen):
+            return True
+        module = type(seen).__module__
+        if module.startswith("asyncpg") and type(seen).__name__ in {
+                "ConnectionDoesNotExistError", "CannotConnectNowError", "AdminShutdownError", "ConnectionFailureError",
+                "InterfaceError", "InternalClientError"}:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _is_unavailable(exc: DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True

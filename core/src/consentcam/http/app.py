@@ -11,6 +11,7 @@ from aiohttp_remotes import XForwardedStrict
 
 from .. import web as web_ui
 from ..clock import Clock
+from ..db import database_unavailable
 from ..errors import ConsentCamError, Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
 from ..platform import Platform, open_platform
 from ..services.accounts import authenticate
@@ -63,7 +64,12 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:  # never a stack trace to the caller; the log has it
+    except Exception as exc:  # never a stack trace to the caller; the log has it
+        if database_unavailable(exc):
+            # A read (or the caller's token lookup) while the database restarts: retryable, like a failed write.
+            log.warning("database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
+            return problem_response(ServiceUnavailable(
+                "The database is not reachable right now; nothing was changed. Try again shortly.", retry_after=5))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(ConsentCamError("the server failed; the error was logged"))
 
