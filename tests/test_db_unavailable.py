@@ -30,6 +30,7 @@ def test_what_counts_as_unavailable() -> None:
             raise RuntimeError("wrapped") from inner
     except RuntimeError as outer:
         assert database_unavailable(outer), "found through the chain"
+    assert database_unavailable(ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"))
     assert not database_unavailable(OperationalError("SELECT 1", {}, ValueError("syntax error at or near")))
     assert not database_unavailable(ValueError("connection"))  # not a database error at all
 

@@ -137,6 +137,9 @@ def database_unavailable(exc: BaseException) -> bool:
             return False
         if isinstance(seen, DBAPIError) and _is_unavailable(seen):
             return True
+        # SQLAlchemy re-raises a refused connect as the driver's bare OSError ("Connect call failed").
+        if isinstance(seen, ConnectionRefusedError):
+            return True
         module = type(seen).__module__
         if module.startswith("asyncpg") and type(seen).__name__ in {
                 "ConnectionDoesNotExistError", "CannotConnectNowError", "AdminShutdownError", "ConnectionFailureError",
