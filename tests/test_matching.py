@@ -92,8 +92,8 @@ async def test_radius_is_geodesic_at_any_latitude(consentcam_platform, consentca
                 placed[await consentcam_world.camera(owner, lat2, lon2, grant={"requests": True})] = distance
         async with p.db.sessions() as session:
             agency = await session.get(Agency, agency_id)
-            found = {m.camera_id for m in await match_cameras(p, session, agency, Fence.circle(lat, lon, 500),
-                                                              consentcam_clock.now() - timedelta(hours=1), consentcam_clock.now())}
+            found = set((await match_cameras(p, session, agency, Fence.circle(lat, lon, 500),
+                                             consentcam_clock.now() - timedelta(hours=1), consentcam_clock.now())).camera_ids)
         assert found == {c for c, d in placed.items() if d < 500}, (lat, lon)
 
 
@@ -111,8 +111,8 @@ async def test_polygon_holes_are_outside(consentcam_platform, consentcam_world, 
     ]}
     async with p.db.sessions() as session:
         agency = await session.get(Agency, agency_id)
-        found = {m.camera_id for m in await match_cameras(p, session, agency, parse_area(area),
-                                                          consentcam_clock.now() - timedelta(hours=1), consentcam_clock.now())}
+        found = set((await match_cameras(p, session, agency, parse_area(area),
+                                         consentcam_clock.now() - timedelta(hours=1), consentcam_clock.now())).camera_ids)
     assert found == {in_ring, on_edge}
     assert in_hole not in found
 
@@ -223,7 +223,7 @@ async def test_backends_agree_with_the_oracle_on_the_same_random_data(tmp_path: 
                 for i, raw in enumerate(fences):
                     ws = clock.now() - timedelta(hours=window_start_hours_ago[i])
                     matches = await match_cameras(p, session, agency, parse_area(raw), ws, clock.now())
-                    results.append({index[m.camera_id] for m in matches})
+                    results.append({index[camera_id] for camera_id in matches.camera_ids})
             return results
         finally:
             await p.db.dispose()

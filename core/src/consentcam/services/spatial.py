@@ -32,6 +32,16 @@ def rtree_candidates(min_lon: Any, min_lat: Any, max_lon: Any, max_lat: Any) -> 
     return select(r.seq).where(r.max_lon >= min_lon, r.min_lon <= max_lon, r.max_lat >= min_lat, r.min_lat <= max_lat)
 
 
+def rtree_driven(stmt: Select, min_lon: Any, min_lat: Any, max_lon: Any, max_lat: Any) -> Select:
+    """``stmt`` over cameras joined to the R*Tree overlap of the box, for callers that test the exact shape
+    themselves. With no other condition on the position, SQLite's planner lets the R*Tree drive (measured at a
+    million cameras: 0.17 ms, against 0.5 ms for ``seq IN (subquery)`` and 2.1 ms when a latitude range invited
+    it to walk the lat/lon index instead)."""
+    r = _rtree.c
+    return stmt.select_from(_rtree.join(Camera.__table__, Camera.__table__.c.seq == r.seq)).where(
+        r.max_lon >= min_lon, r.min_lon <= max_lon, r.max_lat >= min_lat, r.min_lat <= max_lat)
+
+
 def in_bbox(db: Database, stmt: Select, bbox: BBox) -> Select:
     min_lon, min_lat, max_lon, max_lat = bbox
     exact = (Camera.lon >= min_lon, Camera.lon <= max_lon, Camera.lat >= min_lat, Camera.lat <= max_lat)
