@@ -15,8 +15,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import numpy as np
+import shapely
 from shapely.geometry import shape
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import audit
@@ -48,7 +50,7 @@ class Consent:
     expires_at: datetime | None
 
     @classmethod
-    def of(cls, camera: Camera, shares: Iterable[str], now: datetime) -> "Consent":
+    def of(cls, camera: Camera, shares: Iterable[str], now: datetime) -> Consent:
         lapsed = camera.grant_expires_at is not None and camera.grant_expires_at <= now
         active = camera.status == "active" and camera.grant_version > 0 and not lapsed
         return cls(
@@ -94,6 +96,37 @@ def in_jurisdiction(agency: Agency, lat: float, lon: float) -> bool:
     if not (agency.min_lat <= lat <= agency.max_lat and agency.min_lon <= lon <= agency.max_lon):
         return False
     return point_in(jurisdiction_shape(agency), lat, lon)
+
+
+# --- the rule over many cameras at once ----------------------------------------------------------------
+#
+# ``Consent.of(camera, shares, now).allows(scope, agency, camera)`` split where it is cheapest to decide for many
+# cameras: what one camera's row says (``in_force``, as SQL conditions) and where the camera is (``reached``, over
+# arrays). The consent state machine checks every agency read made this way against its model.
+
+
+def in_force(scope: str, now: datetime) -> list[Any]:
+    """SQL conditions on ``cameras``: the current grant is in force (active camera, granted at least once, not
+    lapsed) and includes ``scope``. The agency's suspension and its reach are the caller's to apply."""
+    c = Camera.__table__.c
+    granted = {"map": c.grant_map, "requests": c.grant_requests, "direct_fetch": c.grant_direct_fetch,
+               "live": c.grant_live != "never"}[scope]
+    return [c.status == "active", c.grant_version > 0, or_(c.grant_expires_at.is_(None), c.grant_expires_at > now),
+            granted.is_(True) if scope != "live" else granted]
+
+
+def shared_with(agency_id: str) -> Any:
+    """A column: the owner shared this camera with the agency (the grant's ``share_with``)."""
+    return exists().where(CameraShare.camera_id == Camera.__table__.c.id, CameraShare.agency_id == agency_id)
+
+
+def reached(agency: Agency, lons: np.ndarray, lats: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    """``Consent.reaches`` over arrays: shared with the agency, or inside its jurisdiction (boundary included)."""
+    lons, lats = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
+    inside = (lats >= agency.min_lat) & (lats <= agency.max_lat) & (lons >= agency.min_lon) & (lons <= agency.max_lon)
+    if inside.any():
+        inside[inside] = shapely.intersects_xy(jurisdiction_shape(agency), lons[inside], lats[inside])
+    return np.asarray(shared, dtype=bool) | inside
 
 
 async def shares_of(session: AsyncSession, camera_ids: Sequence[str]) -> dict[str, set[str]]:
