@@ -3,8 +3,13 @@
 - ``IpyCam``: ipycam 1.3.0, a third-party virtual ONVIF camera (device and media services, WS-Security, its own
   RTSP server, WS-Discovery), run as a child process on a short source video made with FFmpeg.
 - ``ProfileGDevice``: a small aiohttp SOAP server that plays an ONVIF Profile G recorder (device, search and
-  replay services, WS-Security UsernameToken checked for real); its replay URI points at the gst-rtsp-server peer
-  serving the recording with the burnt-in clock. No installable simulator offers search and replay.
+  replay services, WS-Security UsernameToken checked for real); its replay URI points at its ``RecorderFront``.
+  No installable simulator offers search and replay.
+- ``RecorderFront``: the RTSP side of that recorder, a small asyncio server in front of the gst-rtsp-server peer
+  (which serves the recording with the burnt-in clock). It honours only ONVIF replay's absolute ``clock=`` ranges
+  (or, switched, only npt offsets), checks Basic or Digest credentials, and records every request it received.
+  It shares no code with the plugin's proxy, on purpose: a bug in one must not be cancelled by the same bug in
+  the other.
 - ``read_clip``: what a fetched clip holds (duration, and the time each frame shows).
 
 A peer that cannot start is an error naming what is missing, never a skip.
@@ -12,10 +17,14 @@ A peer that cannot start is an error naming what is missing, never a skip.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import hmac
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -27,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import av
 from aiohttp import web
@@ -160,15 +170,22 @@ class DeviceRecording:
 class ProfileGDevice:
     """An ONVIF Profile G recorder on 127.0.0.1. Switches, as in Home Assistant's fake cameras:
     ``profile_g`` (False: GetServices lists the device service only), ``recordings`` (what the search finds; by
-    default one spanning the whole peer recording), ``replay_url`` (the gst peer's mount). ``calls`` lists every
-    operation asked, in order."""
+    default one spanning the whole peer recording), ``replay_url`` (the gst peer's mount, behind the front),
+    ``replay_ranges``, ``replay_tag``, ``replay_lead_s``, ``rtsp_auth`` and ``rtsp_password`` (the front's, see
+    ``RecorderFront``).
+    ``calls`` lists every operation asked, in order; ``front.received`` every RTSP request."""
 
     recording: Recording
-    replay_url: str  # the gst-rtsp-server address the replay URI points at, without a query
+    replay_url: str  # the gst-rtsp-server address the front forwards to, without a query
     username: str
     password: str
     profile_g: bool = True
     recordings: list[DeviceRecording] | None = None
+    replay_ranges: str = "clock"
+    replay_tag: bool = True
+    replay_lead_s: float = 0.0
+    rtsp_auth: str = "basic"
+    rtsp_password: str | None = None  # the password the RTSP side wants, when it is not the device's
     calls: list[str] = field(default_factory=list)
     port: int = 0
 
@@ -176,12 +193,19 @@ class ProfileGDevice:
         if self.recordings is None:
             self.recordings = [DeviceRecording("rec-1", self.recording.start, self.recording.end)]
         self._runner: web.AppRunner | None = None
+        parts = urlsplit(self.replay_url)
+        self.front = RecorderFront(f"{parts.scheme}://{parts.netloc}", self.recording.start, self.username,
+                                   self.password, ranges=self.replay_ranges, tag=self.replay_tag,
+                                   lead_s=self.replay_lead_s, auth=self.rtsp_auth,
+                                   client_password=self.rtsp_password)
+        self._replay_path = parts.path
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/onvif/device_service"
 
     async def __aenter__(self) -> ProfileGDevice:
+        await self.front.start()
         app = web.Application()
         app.router.add_post("/onvif/{service}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -193,6 +217,7 @@ class ProfileGDevice:
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.front.stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
         root = etree.fromstring(await request.read(), etree.XMLParser(resolve_entities=False, no_network=True))
@@ -290,14 +315,238 @@ class ProfileGDevice:
     # --- replay service ---
 
     def op_GetReplayUri(self, request: Any) -> str:
-        """The replay URI names the whole recording; the gst peer reads that span from its query and serves it as
-        one stream from the recording's start (``npt=0``), so PLAY's range is a place in the recording."""
+        """The replay URI names the whole recording, at the front; the gst peer behind it reads that span from the
+        query and serves it as one stream from the recording's start (``npt=0``), so the npt range the front sends
+        it is a place in the recording."""
         token = request.findtext("trp:RecordingToken", namespaces=NS)
         assert self.recordings is not None
         (recording,) = [r for r in self.recordings if r.token == token]
         start, end = int(recording.start.timestamp()), int(recording.end.timestamp())
-        return (f"<trp:GetReplayUriResponse><trp:Uri>{self.replay_url}?start={start}&amp;end={end}</trp:Uri>"
-                "</trp:GetReplayUriResponse>")
+        return (f"<trp:GetReplayUriResponse><trp:Uri>{self.front.base}{self._replay_path}?start={start}&amp;end={end}"
+                "</trp:Uri></trp:GetReplayUriResponse>")
+
+
+# --- the recorder's RTSP front ----------------------------------------------------------------------------
+
+DIGEST_REALM = "ConsentCam test recorder"
+_CLOCK_RANGE = re.compile(r"clock=(\d{8}T\d{6}(?:\.\d+)?)Z-(?:(\d{8}T\d{6}(?:\.\d+)?)Z)?")
+_NPT_ANSWER = re.compile(r"npt=(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)?")
+_DIGEST_FIELD = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
+
+
+@dataclass(frozen=True)
+class Received:
+    """One RTSP request as the front received it; header names in lower case."""
+
+    method: str
+    uri: str
+    headers: dict[str, str]
+
+
+def _clock_moment(text: str) -> datetime:
+    whole, _, fraction = text.partition(".")
+    moment = datetime.strptime(whole, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return moment + timedelta(seconds=float(f"0.{fraction}")) if fraction else moment
+
+
+@dataclass
+class RecorderFront:
+    """The RTSP side of an ONVIF replay server, in front of the gst-rtsp-server peer at ``upstream``.
+
+    ``ranges="clock"``: a PLAY with ``Require: onvif-replay`` and ``Range: clock=<UTC>-[<UTC>]`` plays from that
+    time (sent on to gst as its offset from ``recording_start``, the answer's npt range turned back into clock);
+    any other PLAY, npt range or none, plays from the recording's start, as a replay server does for a client that
+    does not ask by time. ``ranges="npt"``: a recorder without clock ranges, which answers them 457 Invalid Range
+    and passes npt ranges on. ``tag=False``: a recorder that does not know the ``onvif-replay`` feature tag and
+    answers a request requiring it 551 Option not supported. ``lead_s``: a clock range plays from that many seconds
+    before the asked start (a recorder whose key frames are far apart), and the answer says so. ``auth``: "basic"
+    or "digest" (MD5, qop=auth, a fresh nonce per challenge, nonce counts that must grow), checked on every request
+    against ``username`` and ``client_password`` (``password`` unless given); gst is asked with Basic and
+    ``password``. ``Require`` never reaches gst (it would refuse a feature it does not know)."""
+
+    upstream: str  # rtsp://127.0.0.1:<port>
+    recording_start: datetime
+    username: str
+    password: str
+    ranges: str = "clock"
+    tag: bool = True
+    lead_s: float = 0.0
+    auth: str = "basic"
+    client_password: str | None = None
+    received: list[Received] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
+        self._nonces: dict[str, int] = {}  # nonce: the highest nonce count used with it
+
+    @property
+    def base(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}"
+
+    def requests(self, method: str) -> list[Received]:
+        return [request for request in self.received if request.method == method]
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._relay(reader, writer)
+        except asyncio.CancelledError:
+            pass  # stopping; a connection task ending cancelled makes asyncio (3.11) log an error
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        parts = urlsplit(self.upstream)
+        gst_reader, gst_writer = await asyncio.open_connection(parts.hostname, parts.port)
+        answers: asyncio.Queue[tuple[str, list[tuple[str, str]], bytes]] = asyncio.Queue()
+
+        async def from_gst() -> None:
+            while (item := await _read_rtsp(gst_reader)) is not None:
+                if isinstance(item, bytes):  # an interleaved packet
+                    writer.write(item)
+                    await writer.drain()
+                else:
+                    await answers.put(item)
+
+        pump = asyncio.create_task(from_gst())
+        try:
+            while (item := await _read_rtsp(reader)) is not None:
+                if isinstance(item, bytes):
+                    gst_writer.write(item)
+                else:
+                    writer.write(await self._answer(item, gst_writer, answers))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            gst_writer.close()
+            writer.close()
+
+    async def _answer(self, request: tuple[str, list[tuple[str, str]], bytes], gst: asyncio.StreamWriter,
+                      answers: asyncio.Queue[tuple[str, list[tuple[str, str]], bytes]]) -> bytes:
+        line, header_list, body = request
+        method, uri, _ = line.split(" ")
+        headers = {name.lower(): value for name, value in header_list}
+        self.received.append(Received(method, uri, headers))
+        cseq = headers.get("cseq", "0")
+        if not self._authorised(method, uri, headers.get("authorization")):
+            return _reply("401 Unauthorized", cseq, [("WWW-Authenticate", self._challenge())])
+        if not self.tag and "onvif-replay" in headers.get("require", ""):
+            return _reply("551 Option not supported", cseq, [("Unsupported", "onvif-replay")])
+        forward = [(n, v) for n, v in header_list if n.lower() not in ("authorization", "require", "range")]
+        if method == "PLAY":
+            npt = self._npt(headers.get("range", ""), headers.get("require", ""))
+            if npt is None:
+                return _reply("457 Invalid Range", cseq)
+            forward.append(("Range", npt))
+        basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        forward.append(("Authorization", f"Basic {basic}"))
+        gst.write(_message(f"{method} {uri.replace(self.base, self.upstream)} RTSP/1.0", forward, body))
+        await gst.drain()
+        status_line, answer_headers, answer_body = await answers.get()
+        answer_body = answer_body.replace(self.upstream.encode(), self.base.encode())
+        answer_headers = [(n, v.replace(self.upstream, self.base)) for n, v in answer_headers]
+        if method == "PLAY" and self.ranges == "clock":
+            answer_headers = [(n, self._as_clock(v) if n.lower() == "range" else v) for n, v in answer_headers]
+        return _message(status_line, answer_headers, answer_body)
+
+    def _npt(self, asked: str, require: str) -> str | None:
+        """The npt range gst gets for a PLAY's range; None when the front refuses the range (457)."""
+        asked = asked.strip()
+        if self.ranges == "npt":
+            return None if asked.startswith("clock=") else (asked or "npt=0.000-")
+        tagged = "onvif-replay" in [tag.strip() for tag in require.split(",")]
+        if not (tagged and asked.startswith("clock=")):
+            return "npt=0.000-"  # not asked by time the ONVIF way: from the recording's start
+        clock = _CLOCK_RANGE.fullmatch(asked)
+        if clock is None:
+            return None
+        start = (_clock_moment(clock.group(1)) - self.recording_start).total_seconds() - self.lead_s
+        end = (_clock_moment(clock.group(2)) - self.recording_start).total_seconds() if clock.group(2) else None
+        return f"npt={max(start, 0.0):.3f}-" + (f"{end:.3f}" if end is not None else "")
+
+    def _as_clock(self, npt: str) -> str:
+        found = _NPT_ANSWER.fullmatch(npt.strip())
+        if not found:
+            return npt
+        start = self.recording_start + timedelta(seconds=float(found.group(1)))
+        end = self.recording_start + timedelta(seconds=float(found.group(2))) if found.group(2) else None
+        return f"clock={start:%Y%m%dT%H%M%S}Z-" + (f"{end:%Y%m%dT%H%M%S}Z" if end else "")
+
+    def _challenge(self) -> str:
+        if self.auth == "basic":
+            return f'Basic realm="{DIGEST_REALM}"'
+        nonce = secrets.token_hex(16)
+        self._nonces[nonce] = 0
+        return f'Digest realm="{DIGEST_REALM}", nonce="{nonce}", qop="auth", algorithm=MD5'
+
+    def _authorised(self, method: str, uri: str, header: str | None) -> bool:
+        scheme, _, value = (header or "").partition(" ")
+        password = self.password if self.client_password is None else self.client_password
+        if self.auth == "basic":
+            expected = base64.b64encode(f"{self.username}:{password}".encode()).decode()
+            return scheme == "Basic" and hmac.compare_digest(value.strip(), expected)
+        if scheme != "Digest":
+            return False
+        fields = {name: quoted or bare for name, quoted, bare in _DIGEST_FIELD.findall(value)}
+        nonce, count = fields.get("nonce", ""), int(fields.get("nc", "0") or "0", 16)
+        if (fields.get("username") != self.username or fields.get("realm") != DIGEST_REALM or fields.get("uri") != uri
+                or fields.get("qop") != "auth" or nonce not in self._nonces or count <= self._nonces[nonce]):
+            return False
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        secret, asked = md5(f"{self.username}:{DIGEST_REALM}:{password}"), md5(f"{method}:{uri}")
+        expected = md5(f"{secret}:{nonce}:{fields['nc']}:{fields.get('cnonce', '')}:auth:{asked}")
+        if not hmac.compare_digest(expected, fields.get("response", "")):
+            return False
+        self._nonces[nonce] = count
+        return True
+
+
+async def _read_rtsp(reader: asyncio.StreamReader) -> bytes | tuple[str, list[tuple[str, str]], bytes] | None:
+    """The next interleaved packet (as raw bytes) or RTSP message (first line, headers, body); None at the end."""
+    first = await reader.read(1)
+    if not first:
+        return None
+    if first == b"$":
+        head = await reader.readexactly(3)
+        return first + head + await reader.readexactly(int.from_bytes(head[1:], "big"))
+    lines = (first + await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+    headers = [(name.strip(), value.strip()) for name, _, value in (line.partition(":") for line in lines[1:] if line)]
+    length = int(next((value for name, value in headers if name.lower() == "content-length"), "0"))
+    return lines[0], headers, await reader.readexactly(length) if length else b""
+
+
+def _message(line: str, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
+    headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+    if body:
+        headers.append(("Content-Length", str(len(body))))
+    return (line + "\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers) + "\r\n").encode() + body
+
+
+def _reply(status: str, cseq: str, headers: list[tuple[str, str]] | None = None) -> bytes:
+    return _message(f"RTSP/1.0 {status}", [("CSeq", cseq), *(headers or [])])
 
 
 # --- reading a clip ------------------------------------------------------------------------------------

@@ -3,16 +3,17 @@
 A camera's connection (kind ``onvif``) has the fields ``host`` and ``port`` (the device service's HTTP port), the
 owner's ``username``, and optionally ``recording_token`` (which recording to fetch from when a device holds
 several). The password is a secret: the core keeps it encrypted at rest and decrypts it only for the length of a
-hook call (``CameraConnection.secret``); this plugin passes it to the device and nowhere else.
+hook call (``CameraConnection.secret``); this plugin passes it to the device (SOAP and RTSP) and nowhere else.
 
 The core calls ``consentcam_fetch_recording`` from its direct-fetch job only after checking, at that moment, that
 the owner grants ``direct_fetch``; this plugin never decides consent and never fetches on its own.
 
 A fetch reads the recording summary (is anything recorded in the window?), searches the recordings for the one
-covering the window, asks its replay URI, and pulls exactly the covered part over RTSP with stream copy (see
-``replay``). What no recording holds is reported in ``FetchResult.missing`` and the note. A device without the
-search and replay services, or with nothing recorded in the window, gets a ``FetchResult`` with no clip and the
-whole window missing: a final answer, not a failure worth retrying; the core leaves the item to the owner.
+covering the window, asks its replay URI, and pulls exactly the covered part over RTSP with stream copy, positioned
+by ONVIF's absolute clock range (see ``replay`` and ``replay_proxy``). What no recording holds is reported in
+``FetchResult.missing`` and the note. A device without the search and replay services, or with nothing recorded in
+the window, gets a ``FetchResult`` with no clip and the whole window missing: a final answer, not a failure worth
+retrying; the core leaves the item to the owner.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from consentcam.hooktypes import (
     TimeWindow,
 )
 from consentcam_rtsp.masking import without_credentials
-from consentcam_rtsp.puller import NotFoundAtSource, Pulled, PullOptions
+from consentcam_rtsp.puller import NotFoundAtSource, PullOptions
 
 from . import __version__, const, discovery, replay
 from .device import OnvifDevice
@@ -124,23 +125,30 @@ class OnvifPlugin:
                  plan.covered.start.isoformat(), plan.covered.end.isoformat(), plan.recording.token, shown)
         secret = camera.connection.secret
         try:
-            pulled = await replay.pull(uri, plan, work / "clip-1.mp4", self.pull_options,
-                                       secret.get("username") or camera.connection.fields.get("username"),
-                                       secret.get("password"))
+            replayed = await replay.pull(uri, plan, work / "clip-1.mp4", self.pull_options,
+                                         secret.get("username") or camera.connection.fields.get("username"),
+                                         secret.get("password"))
         except NotFoundAtSource as exc:  # the search promised a recording the replay server does not have
             return _nothing(camera, window, provenance, f"{exc}: the replay server has no such recording")
-        missing = list(plan.missing)
+        pulled = replayed.pulled
         clips: list[Path] = []
         record: dict[str, Any] = {}
+        missing = [window]
         if pulled.path is not None:
-            covered = replay.covered_by(pulled, plan.covered)
-            missing += replay.outside(plan.covered, covered)
-            record = {**provenance, **_clip_record(plan, pulled, covered, shown), "device": f"{device.host}:{device.port}"}
-            record["evidence_id"] = await sink(pulled.path, record)
-            clips.append(pulled.path)
-            pulled.path.unlink(missing_ok=True)  # the vault has it now
-        else:
-            missing = [window]
+            span = replay.clip_span(replayed, plan)
+            covered = replay.within(span, plan.covered)
+            if covered is None:
+                # The recorder started at a key frame so far before the window that the copy ended before reaching
+                # it: footage outside the request is not the agency's to receive.
+                log.warning("camera %s: the clip shows %s to %s, none of the window; dropped", camera.camera_id,
+                            span.start.isoformat(), span.end.isoformat())
+            else:
+                missing = plan.missing + replay.outside(plan.covered, covered)
+                record = {**provenance, **_clip_record(plan, replayed, span, covered, shown),
+                          "device": f"{device.host}:{device.port}"}
+                record["evidence_id"] = await sink(pulled.path, record)
+                clips.append(pulled.path)
+            pulled.path.unlink(missing_ok=True)  # the vault has it now, or it was dropped
         missing.sort(key=lambda part: part.start)
         note = ("partial: missing " + ", ".join(f"{w.start.isoformat()} to {w.end.isoformat()}" for w in missing)
                 if missing else "")
@@ -168,16 +176,27 @@ def device_address(fields: dict[str, Any]) -> tuple[str, int]:
     return host, number
 
 
-def _clip_record(plan: replay.Plan, pulled: Pulled, covered: TimeWindow, shown_url: str) -> dict[str, Any]:
-    """Provenance of one clip: where it came from and what it holds. Never credentials: the URL is the one without."""
+def _clip_record(plan: replay.Plan, replayed: replay.Replayed, span: TimeWindow, covered: TimeWindow,
+                 shown_url: str) -> dict[str, Any]:
+    """Provenance of one clip: where it came from, how the recorder was positioned, what the clip shows (``span``)
+    and which part of the window that is (``covered``). Never credentials: the URL is the one without."""
     assert plan.recording is not None
-    return {
+    pulled, session = replayed.pulled, replayed.session
+    record = {
         "clip": 1, "recording_token": plan.recording.token, "source_url": shown_url,
         "recording": {"start": plan.recording.start.isoformat(), "end": plan.recording.end.isoformat()},
-        "covered": _span(covered), "seek_s": round(plan.seek_s, 3), "transport": pulled.facts.transport,
-        "codec": pulled.facts.codec, "width": pulled.facts.width, "height": pulled.facts.height, "fps": pulled.facts.fps,
-        "frames": pulled.frames, "duration_s": round(pulled.seconds, 3), "ended": pulled.ended, "stream_copy": True,
+        "span": _span(span), "covered": _span(covered), "offset_s": round(plan.offset_s, 3),
+        # "clock" (ONVIF's absolute range) or "npt" (the offset, when the recorder refused the clock range), the
+        # Range header sent, and the recorder's Range in its answer (where it says it played from).
+        "range": session.range if session else None, "range_sent": session.range_sent if session else None,
+        "range_answered": session.range_answered if session else None,
+        "transport": pulled.facts.transport, "codec": pulled.facts.codec, "width": pulled.facts.width,
+        "height": pulled.facts.height, "fps": pulled.facts.fps, "frames": pulled.frames,
+        "duration_s": round(pulled.seconds, 3), "ended": pulled.ended, "stream_copy": True,
     }
+    if session and session.clock_refused:
+        record["clock_refused"] = session.clock_refused
+    return record
 
 
 def _nothing(camera: CameraRef, window: TimeWindow, provenance: dict[str, Any], why: str) -> FetchResult:
