@@ -873,10 +873,28 @@ class ConsentMachine(RuleBasedStateMachine):
         # Closing cancels open items; an item that already has a clip keeps it, and its still-live link must die
         # with the request all the same.
         candidates = [n for n, r in self.requests.items() if r.status != "closed"]
-        with_clips = [n for n in candidates if any(i.status == "uploaded" and self.now < i.expires_at
-                                                   for i in self.requests[n].items.values())]
-        name = self.draw_name(data, with_clips if which != "any" and with_clips else candidates, "request")
+        name = self.draw_name(data, [n for n in candidates if self._clip_behind_live_link(n)] if which != "any" and
+                              any(self._clip_behind_live_link(n) for n in candidates) else candidates, "request")
+        self._close(name)
+
+    @precondition(lambda self: any(self.upload_allowed(i) for i in self.items.values()))
+    @rule(data=st.data())
+    def close_right_after_a_clip(self, data: st.DataObject) -> None:
+        """What the rules above rarely line up: a clip arrives through a link, then its request is closed while
+        that link would still work. The link must die with the request."""
+        open_items = [n for n, i in self.items.items() if self.upload_allowed(i)]
+        name = self.draw_name(data, open_items, "item")
+        item = self.items[name]
+        self._answer_upload(name, item)
+        self._close(item.request)
+
+    def _clip_behind_live_link(self, request_name: str) -> bool:
+        return any(i.status == "uploaded" and self.now < i.expires_at for i in self.requests[request_name].items.values())
+
+    def _close(self, name: str) -> None:
         request = self.requests[name]
+        if self._clip_behind_live_link(name):
+            self.tally.outcomes["requests closed with a clip behind a live link"] += 1
         self.step(f"close_request: {name} by agency {request.agency}", changes=False)
         investigator = self.agencies[request.agency].investigator
         assert investigator is not None
@@ -1025,11 +1043,12 @@ class ConsentMachine(RuleBasedStateMachine):
         before = len(box.messages)
         ran = self.run(make_worker(self.p, "consent-machine", kinds=("notify.request",)).drain())
         assert ran == len(self.unsent), f"the worker ran {ran} notification jobs, {len(self.unsent)} were written"
-        sent = sorted((str(m["To"]), frozenset(TOKEN.findall(box.body(m)))) for m in box.messages[before:])
-        assert sent == sorted(expected), f"sent {sent}, the model expects {sorted(expected)}"
+        # As multisets: frozensets are only partially ordered, so sorted() of two owners' messages is not canonical.
+        sent = Counter((str(m["To"]), frozenset(TOKEN.findall(box.body(m)))) for m in box.messages[before:])
+        assert sent == Counter(expected), f"sent {sorted(sent.items(), key=repr)}, the model expects {sorted(expected, key=repr)}"
         self.unsent = []
-        self.messages_sent += len(sent)
-        self.tally.outcomes["messages"] += len(sent)
+        self.messages_sent += len(expected)
+        self.tally.outcomes["messages"] += len(expected)
         statuses = self.run(self._job_statuses("notify.request"))
         assert statuses == Counter({"done": self.jobs_written}), f"notification jobs {dict(statuses)}, {self.jobs_written} written"
 
