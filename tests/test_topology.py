@@ -1,7 +1,8 @@
 """The city deployment of docs/admins/scale.md, brought up for real on loopback: PostgreSQL (with PostGIS),
-two `consentcam serve` processes and two `consentcam worker` processes, evidence in S3-compatible storage (moto's
-server), mail to a real SMTP server, and Debian's nginx in front terminating TLS with the repository's own
-deploy/nginx/consentcam.conf. The whole request flow goes through nginx:
+two `consentcam serve` processes and two `consentcam worker` processes sharing a NATS broker, evidence in
+S3-compatible storage (moto's server), mail to a real SMTP server, and Debian's nginx in front terminating TLS with
+the repository's own deploy/nginx/consentcam.conf. The whole request flow goes through nginx (edge relays on this
+deployment: plugins/fusus_edge/tests/test_edge_broker.py):
 
 an owner registers, places a camera and grants requests; an investigator asks; a supervisor approves; a worker
 mails the owner the link; the owner uploads the clip in two chunks (each may reach a different web process);
@@ -26,7 +27,7 @@ import pytest
 from consentcam.testing.topology import City, city
 from consentcam.web.browser import make_clip
 
-pytestmark = [pytest.mark.peer("nginx"), pytest.mark.peer("postgresql"), pytest.mark.peer("s3")]
+pytestmark = [pytest.mark.peer("nginx"), pytest.mark.peer("postgresql"), pytest.mark.peer("s3"), pytest.mark.peer("nats")]
 
 CENTRE = (41.8800, -87.6300)
 JURISDICTION = {"type": "Polygon", "coordinates": [[[-87.65, 41.87], [-87.61, 41.87], [-87.61, 41.89],
@@ -34,9 +35,9 @@ JURISDICTION = {"type": "Polygon", "coordinates": [[[-87.65, 41.87], [-87.61, 41
 
 
 @pytest.fixture
-def topology(tmp_path: Path, consentcam_smtp: Any) -> Iterator[City]:
+def topology(tmp_path: Path, consentcam_smtp: Any, consentcam_nats_url: str) -> Iterator[City]:
     try:
-        with city(tmp_path, consentcam_smtp.host, consentcam_smtp.port) as town:
+        with city(tmp_path, consentcam_smtp.host, consentcam_smtp.port, broker_url=consentcam_nats_url) as town:
             yield town
     except RuntimeError as exc:  # a missing peer (nginx, PostgreSQL, moto) fails the test, never skips it
         pytest.fail(str(exc), pytrace=False)

@@ -108,20 +108,25 @@ def serve(host: str, port: int, demo: bool, no_migrate: bool) -> None:
 @click.option("--name", default=None, help="Worker name shown in the jobs table.")
 def worker(once: bool, name: str | None) -> None:
     """Run a job worker (notifications, fetches, analysis, exports)."""
+    from .live.broker import open_broker
     from .workflows import make_worker
 
     async def go(p: Any) -> None:
-        w = make_worker(p, name)
-        if once:
-            done = await w.drain()
-            click.echo(f"{done} job(s) run")
-            return
-        w.start()
-        click.echo(f"worker {w.name} running; Ctrl-C to stop", err=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await w.stop()
+        # With a broker, a direct fetch through an edge relay reaches the web process holding the agent's socket.
+        async with open_broker(p.settings, role="worker") as broker:
+            if broker is not None and once:
+                await broker.wait_connected(p.settings.broker_timeout_seconds)
+            w = make_worker(p, name)
+            if once:
+                done = await w.drain()
+                click.echo(f"{done} job(s) run")
+                return
+            w.start()
+            click.echo(f"worker {w.name} running; Ctrl-C to stop", err=True)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await w.stop()
 
     try:
         _run(lambda: _with_platform(go))

@@ -80,6 +80,19 @@ class Settings(BaseSettings):
     live_statement_seconds: float = Field(
         default=30.0, gt=0, description="how long an edge agent may act on a signed live policy without hearing again")
     edge_pairing_code_minutes: float = Field(default=15.0, gt=0)
+    # the scale path: several web processes and workers reach edge agents held by another process
+    broker_url: str | None = Field(
+        default=None,
+        description="NATS server(s) the processes of one deployment share, e.g. nats://127.0.0.1:4222 (several "
+                    "comma-separated for a cluster; credentials in the URL; tls:// for TLS). Unset: the embedded "
+                    "single-process default, where an edge agent is reached only by the process holding its socket",
+    )
+    broker_subject_prefix: str = Field(
+        default="consentcam", description="first tokens of every subject this deployment uses, so that two deployments "
+                                          "(or a staging copy) may share one broker")
+    broker_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="how long a process waits for another to answer through the broker before "
+                                       "reporting it unreachable (a viewer gets 503, a command counts as not delivered)")
 
     @field_validator("public_url")
     @classmethod
@@ -97,6 +110,24 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(part, strict=False)
                 except ValueError:
                     raise ValueError(f"{info.field_name}: {part!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        for server in value.split(","):
+            if not re.match(r"^(nats|tls)://[^\s/]+/?$", server.strip()):
+                raise ValueError(f"broker_url: {server.strip()!r} is not a NATS URL (nats://host:4222 or tls://host:4222)")
+        return value
+
+    @field_validator("broker_subject_prefix")
+    @classmethod
+    def _subject_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", value):
+            raise ValueError("broker_subject_prefix is one or more dot-separated tokens of letters, digits, '_' and '-'")
         return value
 
     @field_validator("tile_url")

@@ -63,7 +63,7 @@ def live_routes(api: Api) -> None:
                errors=(404, 409), tags=("live",))
     async def open_live_session(call: Call) -> LiveSessionCreated:
         p, hub = call.platform, call.request.app[HUB]
-        live = await service.open_session(p, call.user, call.body.camera_id, call.body.reason, connected=hub.connected)
+        live = await service.open_session(p, call.user, call.body.camera_id, call.body.reason, connected=hub.is_connected)
 
         async with p.db.sessions() as session:
             camera = await service.camera_by_id(session, live.camera_id)
@@ -119,7 +119,7 @@ def live_routes(api: Api) -> None:
         hub = call.request.app[HUB]
         await hub.first_segment(session_id, 10.0)
         session_id = await _viewable(call)  # asked again: the wait may have outlived the session
-        text = hub.playlist(session_id)
+        text = await hub.playlist(session_id)
         if text is None:
             raise Gone("this live session is not being relayed")
         return web.Response(text=text, content_type=HLS)
@@ -131,7 +131,7 @@ def live_routes(api: Api) -> None:
         name = call.param("segment")
         if not name.endswith(".ts") or not name[:-3].isdigit():
             raise NotFound("no such segment")
-        data = call.request.app[HUB].segment(session_id, int(name[:-3]))
+        data = await call.request.app[HUB].segment(session_id, int(name[:-3]))
         if data is None:
             raise NotFound("no such segment (segments are kept for a few seconds only)")
         return web.Response(body=data, content_type="video/mp2t")
@@ -154,7 +154,8 @@ def live_routes(api: Api) -> None:
     @api.route("GET", "/api/v1/edge/devices", summary="Your edge relays, their cameras and every live session",
                roles=OWNER, response=EdgeDeviceList, tags=("edge",))
     async def list_edge_devices(call: Call) -> EdgeDeviceList:
-        devices = await service.list_devices(call.platform, call.user, call.request.app[HUB].connected)
+        hub = call.request.app[HUB]
+        devices = await service.list_devices(call.platform, call.user, lambda device_id: hub.is_connected(device_id, strict=False))
         return EdgeDeviceList.model_validate({"devices": devices})
 
     @api.route("PATCH", "/api/v1/edge/devices/{device_id}", summary="Pause all live access through a relay, or rename it",
@@ -172,9 +173,7 @@ def live_routes(api: Api) -> None:
         device_id = call.param("device_id")
         await service.unpair(call.platform, call.user, device_id)
         hub = call.request.app[HUB]
-        link = hub.links.get(device_id)
-        if link is not None:
-            await link.ws.close()
+        await hub.disconnect(device_id)
         hub.wake()
         return web.Response(status=204)
 

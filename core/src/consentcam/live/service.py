@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,16 @@ from .schemas import EmergencyCreate
 DEVICE_KEY_PREFIX = "cce_"
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or typed on a small box
 INVESTIGATORS = frozenset({"investigator", "supervisor"})
+
+# Which edge devices hold a socket now: a set (one process), or a question asked of the hub (any process, through
+# the broker when the deployment has one).
+Presence = Container[str] | Callable[[str], Awaitable[bool]]
+
+
+async def _present(connected: Presence, device_id: str) -> bool:
+    if callable(connected):
+        return await connected(device_id)
+    return device_id in connected
 
 
 # --- pairing ------------------------------------------------------------------------------------------
@@ -331,7 +342,7 @@ async def _camera_for_agency(session: AsyncSession, camera_id: str, agency: Agen
 
 
 async def open_session(p: Platform, principal: Principal, camera_id: str, reason: str, *,
-                       connected: set[str]) -> LiveSession:
+                       connected: Presence) -> LiveSession:
     now = p.now()
     async with p.db.transaction() as session:
         agency = await session.get(Agency, principal.agency_id)
@@ -352,7 +363,7 @@ async def open_session(p: Platform, principal: Principal, camera_id: str, reason
     if refused is not None:
         raise _refuse(refused)
     assert device is not None
-    if device.id not in connected or not camera_ref:
+    if not camera_ref or not await _present(connected, device.id):
         raise Conflict("the camera's edge relay is not connected right now; try again when it is online",
                        rule="edge_offline")
     async with p.db.transaction() as session:
@@ -453,13 +464,21 @@ END_REASONS = {
 }
 
 
-async def _close(p: Platform, session: AsyncSession, live: LiveSession, now: datetime, reason: str, actor: Actor) -> None:
+async def _close(p: Platform, session: AsyncSession, live: LiveSession, now: datetime, reason: str, actor: Actor) -> bool:
+    """Close an open session once: every web process sweeps, and two may find the same session to end at the same
+    moment; only the one whose update finds it still open records the closing (False for the other)."""
+    closed = await session.execute(update(LiveSession).where(LiveSession.id == live.id, LiveSession.ended_at.is_(None))
+                                   .values(ended_at=now, end_reason=reason).execution_options(synchronize_session=False))
+    if closed.rowcount != 1:
+        await session.refresh(live)
+        return False
     live.ended_at, live.end_reason = now, reason
     await audit.record(p.db, session, now, actor, "live.closed", subject_type="live_session", subject_id=live.id,
                        camera_ids=[live.camera_id], detail={"reason": reason})
     if live.live_mode == "emergency_only":
         await enqueue(session, now, "notify.live", {"session_id": live.id, "kind": "live_closed"},
                       key=f"live_closed:{live.id}")
+    return True
 
 
 async def sweep(p: Platform, *, device_ids: set[str] | None = None, offline: dict[str, datetime] | None = None) -> list[LiveSession]:
@@ -484,8 +503,8 @@ async def sweep(p: Platform, *, device_ids: set[str] | None = None, offline: dic
         async with p.db.transaction() as session:
             live = await session.get(LiveSession, session_id)
             if live is not None and live.ended_at is None:
-                await _close(p, session, live, now, reason, Actor.system("live"))
-                ended.append(live)
+                if await _close(p, session, live, now, reason, Actor.system("live")):
+                    ended.append(live)
     return ended
 
 
@@ -524,7 +543,7 @@ def playlist_url(base: str | None, session_id: str) -> str:
     return f"{base or ''}/api/v1/live-sessions/{session_id}/playlist.m3u8"
 
 
-async def list_devices(p: Platform, principal: Principal, connected: set[str]) -> list[dict[str, Any]]:
+async def list_devices(p: Platform, principal: Principal, connected: Presence) -> list[dict[str, Any]]:
     now = p.now()
     out = []
     async with p.db.sessions() as session:
@@ -550,8 +569,10 @@ async def list_devices(p: Platform, principal: Principal, connected: set[str]) -
             sessions = [session_out(live, now, who=f"{role.title()} {badge}, {agency}", agency=agency)
                         for live, agency, role, badge in rows]
             out.append({"id": device.id, "label": device.label, "status": device.status, "live_paused": device.live_paused,
-                        "connected": device.id in connected, "created_at": device.created_at,
+                        "connected": False, "created_at": device.created_at,
                         "last_seen_at": device.last_seen_at, "cameras": listed, "live_sessions": sessions})
+    for device in out:  # asked once the database session is closed: through the broker, it may take a moment
+        device["connected"] = await _present(connected, device["id"])
     return out
 
 

@@ -8,6 +8,7 @@ Fixtures (all prefixed so they never collide with a project's own):
 - ``consentcam_platform``: the opened platform (database, plugins, keys).
 - ``consentcam_client``: an aiohttp test client on a running core.
 - ``consentcam_world``: helpers that make agencies, staff, owners, cameras and grants through the real services.
+- ``consentcam_nats_url``: the shared NATS server (a private one a test may stop: ``consentcam.testing.broker``).
 """
 
 from __future__ import annotations
@@ -164,3 +165,18 @@ def consentcam_rtsp_udp_relay(consentcam_rtsp_recording: Any, tmp_path_factory: 
         pytest.fail(str(exc), pytrace=False)
     yield relay
     relay.stop()
+
+
+# --- NATS (consentcam.testing.broker): the broker of the scale path ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def consentcam_nats_url() -> str:
+    """The shared NATS server (``CONSENTCAM_TEST_NATS``, default ``nats://127.0.0.1:4222``); use a subject prefix of
+    your own on it (``consentcam.testing.broker.subject_prefix()``). Fails, never skips, when it does not answer."""
+    from .broker import NatsUnavailable, shared_nats_url
+
+    try:
+        return shared_nats_url()
+    except NatsUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)

@@ -1,7 +1,9 @@
 """The city deployment of docs/admins/scale.md on loopback, for the deployment test and the load and fault runs:
 PostgreSQL (a throwaway database, PostGIS where installed), N ``consentcam serve`` and M ``consentcam worker``
 processes, evidence in S3-compatible storage (moto's real HTTP server), and Debian's nginx terminating TLS in front
-with the repository's own ``deploy/nginx/consentcam.conf``. Processes can be killed and restarted by name.
+with the repository's own ``deploy/nginx/consentcam.conf``; with ``broker_url``, every process shares that NATS
+server (under a subject prefix of its own), as the guide's processes do. Processes can be killed and restarted by
+name.
 
 ``city(folder, smtp_host, smtp_port)`` is a context manager yielding a ``City``; it fails (never skips) when nginx,
 PostgreSQL or moto is missing.
@@ -96,7 +98,12 @@ class City:
     s3_endpoint: str
     database_url: str
     web_ports: list[int]
+    bucket: str = BUCKET
     processes: dict[str, Process] = field(default_factory=dict)
+
+    def web_url(self, number: int) -> str:
+        """Web process ``number`` (1, 2, ...) directly, without the proxy in front."""
+        return f"http://127.0.0.1:{self.web_ports[number - 1]}"
 
     # processes ------------------------------------------------------------------------------------------
 
@@ -149,27 +156,27 @@ class City:
         """Every object in the evidence bucket: key -> size."""
         from ..vault.storage import S3Storage
 
-        store = S3Storage(BUCKET, endpoint_url=self.s3_endpoint, **S3_KEYS)
+        store = S3Storage(self.bucket, endpoint_url=self.s3_endpoint, **S3_KEYS)
         found: dict[str, int] = {}
         async with store._client() as client:
             paginator = client.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=BUCKET):
+            async for page in paginator.paginate(Bucket=self.bucket):
                 for item in page.get("Contents", []):
                     found[item["Key"]] = item["Size"]
         return found
 
 
-async def _make_bucket(endpoint: str) -> None:
+async def _make_bucket(endpoint: str, bucket: str) -> None:
     from ..vault.storage import S3Storage
 
-    store = S3Storage(BUCKET, endpoint_url=endpoint, **S3_KEYS)
+    store = S3Storage(bucket, endpoint_url=endpoint, **S3_KEYS)
     async with store._client() as client:
-        await client.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
+        await client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
 
 
 @contextmanager
 def city(folder: Path, smtp_host: str, smtp_port: int, *, web: int = 2, workers: int = 2,
-         settings: dict[str, str] | None = None) -> Iterator[City]:
+         settings: dict[str, str] | None = None, broker_url: str | None = None) -> Iterator[City]:
     """Bring the deployment up in ``folder``; everything is stopped and the database dropped at the end."""
     nginx = nginx_binary()
     if not NGINX_SITE.exists():
@@ -184,7 +191,10 @@ def city(folder: Path, smtp_host: str, smtp_port: int, *, web: int = 2, workers:
     try:
         s3_host, s3_port = moto.get_host_and_port()
         endpoint = f"http://{s3_host}:{s3_port}"
-        asyncio.run(_make_bucket(endpoint))
+        # A bucket of its own: moto keeps every server's buckets in one store per Python process, so a second city in
+        # the same test run would otherwise see the first one's evidence.
+        bucket = f"{BUCKET}-{os.getpid()}-{free_port()}"
+        asyncio.run(_make_bucket(endpoint, bucket))
         data_dir = folder / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
@@ -202,15 +212,17 @@ def city(folder: Path, smtp_host: str, smtp_port: int, *, web: int = 2, workers:
             "CONSENTCAM_SMTP_HOST": smtp_host,
             "CONSENTCAM_SMTP_PORT": str(smtp_port),
             "CONSENTCAM_VAULT_BACKEND": "s3",
-            "CONSENTCAM_VAULT_S3_BUCKET": BUCKET,
+            "CONSENTCAM_VAULT_S3_BUCKET": bucket,
             "CONSENTCAM_VAULT_S3_ENDPOINT": endpoint,
             "CONSENTCAM_VAULT_S3_ACCESS_KEY": S3_KEYS["access_key"],
             "CONSENTCAM_VAULT_S3_SECRET_KEY": S3_KEYS["secret_key"],
             "AWS_EC2_METADATA_DISABLED": "true",
+            **({"CONSENTCAM_BROKER_URL": broker_url, "CONSENTCAM_BROKER_SUBJECT_PREFIX": f"topology{os.getpid()}x{port}"}
+               if broker_url else {}),
             **{f"CONSENTCAM_{k.upper()}": v for k, v in (settings or {}).items()},
         })
         web_ports = [free_port() for _ in range(web)]
-        town = City(folder, url, env, endpoint, database_url, web_ports)
+        town = City(folder, url, env, endpoint, database_url, web_ports, bucket)
         upgrade = subprocess.run([*consentcam_command(), "db", "upgrade"], env=env, capture_output=True, timeout=300)
         if upgrade.returncode != 0:
             raise RuntimeError(f"consentcam db upgrade: {upgrade.stderr.decode(errors='replace')[-2000:]}")

@@ -6,7 +6,8 @@ core's job calls ``consentcam_fetch_recording`` only after checking the owner's 
 moment; for an ``edge`` camera this asks the agent to pull the window from the recorder on the owner's network
 (with the RTSP plugin installed beside it), receives the clips over the agent's socket, checks each against the
 size and SHA-256 the agent reported, and hands them to the vault's sink: the same path, hash and custody rules
-as an owner's upload.
+as an owner's upload. A worker process holds no agent's socket: with a broker configured the fetch runs in the
+web process that holds it, and the clips come back in parts, checked again against the agent's report.
 """
 
 from __future__ import annotations
@@ -34,18 +35,18 @@ class FususEdgePlugin:
             return None
         from datetime import UTC, datetime
 
-        from consentcam.live.hub import hub_for_device
+        from consentcam.live.hub import fetch_recording
 
         device_id, ref = camera.connection.fields.get("device_id"), camera.connection.fields.get("camera_ref")
-        hub = hub_for_device(str(device_id)) if device_id and ref else None
-        if hub is None:
-            raise DeviceUnreachable("the camera's edge relay is not connected to this server; the fetch is retried")
+        if not device_id or not ref:
+            raise DeviceUnreachable("the camera's connection names no edge relay device and camera reference")
         folder = Path(tempfile.mkdtemp(prefix="consentcam-edge-fetch-"))
         try:
             try:
-                clips, report = await hub.fetch(str(device_id), str(ref), window.start, window.end, folder)
+                # This process's socket to the agent if it holds one, else the holder's through the broker.
+                clips, report = await fetch_recording(str(device_id), str(ref), window.start, window.end, folder)
             except (ConnectionError, TimeoutError) as exc:
-                raise DeviceUnreachable(str(exc) or "the edge relay did not answer") from exc
+                raise DeviceUnreachable(f"{exc or 'the edge relay did not answer'}; the fetch is retried") from exc
             for path, provenance in clips:
                 await sink(path, {"relay": "fusus_edge", "device_id": device_id, "camera_ref": ref, **provenance})
             missing = [TimeWindow(datetime.fromtimestamp(float(s), UTC), datetime.fromtimestamp(float(e), UTC))
