@@ -452,6 +452,30 @@ async def run(args: argparse.Namespace, town: Any, smtp_box: Any, folder: Path) 
     }
 
 
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout|Exit|Unavailable)\b\S*( |$)")
+
+
+def server_errors(folder: Path) -> dict[str, int]:
+    """What the web processes logged as unhandled (each a 500): the request and the exception's last line."""
+    found: dict[str, int] = defaultdict(int)
+    for log in sorted(folder.glob("web*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if "unhandled error on" not in line:
+                continue
+            request = line.split("unhandled error on", 1)[1].strip()
+            request = re.sub(r"/[0-9a-f-]{20,}|/up_[0-9a-f]+", "/{id}", request)
+            # The exception lines of the traceback (chained ones too), up to the next log record; the last is raised.
+            chain = []
+            for j in range(i + 1, min(i + 400, len(lines))):
+                if "unhandled error on" in lines[j]:
+                    break
+                if EXCEPTION_LINE.match(lines[j]):
+                    chain.append(lines[j][:160])
+            found[f"{request}: {chain[-1] if chain else '?'}"] += 1
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -481,6 +505,7 @@ def main() -> None:
         with city(folder, box.host, box.port, web=args.web, workers=args.workers,
                   settings={"login_max_failures": "100000", "registrations_per_address": "100000"}) as town:
             report = asyncio.run(run(args, town, box, folder))
+            report["server_errors"] = server_errors(folder)
     text = json.dumps(report, indent=2, default=str)
     print(text)
     if args.out:

@@ -5,6 +5,7 @@ calls work again by themselves. bench/load.py --restart-postgres does this to a 
 from __future__ import annotations
 
 import contextlib
+import types
 from typing import Any
 
 import pytest
@@ -33,6 +34,32 @@ def test_what_counts_as_unavailable() -> None:
     assert database_unavailable(ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"))
     assert not database_unavailable(OperationalError("SELECT 1", {}, ValueError("syntax error at or near")))
     assert not database_unavailable(ValueError("connection"))  # not a database error at all
+
+
+def _raised_in(module: str, exc: BaseException) -> BaseException:
+    """``exc`` as raised by code of ``module`` (a function whose globals name that module)."""
+    def raiser() -> None:
+        raise exc
+    try:
+        types.FunctionType(raiser.__code__, {"__name__": module}, closure=raiser.__closure__)()
+    except BaseException as raised:  # noqa: BLE001 - handed back to the caller
+        return raised
+    raise AssertionError("did not raise")
+
+
+def test_a_reset_counts_only_when_the_driver_raised_it() -> None:
+    # A restart resets the driver's socket: seen in bench/load.py --restart-postgres as 500s before this rule.
+    assert database_unavailable(_raised_in("asyncpg.connection", ConnectionResetError(104, "Connection reset by peer")))
+    # The same error from anything else (an S3 or webhook call, the HTTP client going away) is not the database.
+    assert not database_unavailable(_raised_in("aiobotocore.endpoint", ConnectionResetError(104, "Connection reset by peer")))
+    assert not database_unavailable(ConnectionResetError(104, "Connection reset by peer"))
+
+
+def test_asyncpg_misuse_is_not_unavailability() -> None:
+    from asyncpg.exceptions import InterfaceError
+
+    assert database_unavailable(InterfaceError("connection is closed"))
+    assert not database_unavailable(InterfaceError("cannot perform operation: another operation is in progress"))
 
 
 async def test_reads_and_token_lookups_answer_503_then_recover(api: Any, consentcam_world: Any, consentcam_platform: Any,

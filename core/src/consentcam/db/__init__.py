@@ -186,15 +186,33 @@ def database_unavailable(exc: BaseException) -> bool:
             return False
         if isinstance(seen, DBAPIError) and _is_unavailable(seen):
             return True
-        # SQLAlchemy re-raises a refused connect as the driver's bare OSError ("Connect call failed").
+        # SQLAlchemy re-raises a refused connect as the driver's bare OSError ("Connect call failed"); a connection
+        # reset in a restart comes up as a bare ConnectionResetError from the driver's socket.
         if isinstance(seen, ConnectionRefusedError):
             return True
+        if isinstance(seen, ConnectionError) and _raised_in_driver(seen):
+            return True
         module = type(seen).__module__
-        if module.startswith("asyncpg") and type(seen).__name__ in {
-                "ConnectionDoesNotExistError", "CannotConnectNowError", "AdminShutdownError", "ConnectionFailureError",
-                "InterfaceError", "InternalClientError"}:
+        name = type(seen).__name__
+        if module.startswith("asyncpg") and name in {
+                "ConnectionDoesNotExistError", "CannotConnectNowError", "AdminShutdownError", "ConnectionFailureError"}:
+            return True
+        # asyncpg's InterfaceError is also its "you used me wrong" (an operation already in progress): only a closed
+        # connection is the database being away.
+        if module.startswith("asyncpg") and name == "InterfaceError" and "connection" in str(seen).lower() \
+                and "closed" in str(seen).lower():
             return True
         seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _raised_in_driver(exc: BaseException) -> bool:
+    """Raised from the database driver's own code (not, say, from an S3 or webhook call, or the HTTP client)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(("asyncpg", "aiosqlite", "sqlalchemy")):
+            return True
+        tb = tb.tb_next
     return False
 
 
