@@ -58,6 +58,9 @@ async def _with_platform(fn: Callable[[Any], Awaitable[T]], settings: Settings |
     try:
         return await fn(platform)
     finally:
+        from .vault.core import close_vault
+
+        await close_vault(platform)
         await platform.db.dispose()
 
 

@@ -179,6 +179,9 @@ def create_app(
         finally:
             if worker is not None:
                 await worker.stop()
+            from ..vault.core import close_vault
+
+            await close_vault(opened)  # its client belongs to this loop, which is ending
             if platform is None:
                 await opened.db.dispose()
 

@@ -158,11 +158,14 @@ class City:
 
         store = S3Storage(self.bucket, endpoint_url=self.s3_endpoint, **S3_KEYS)
         found: dict[str, int] = {}
-        async with store._client() as client:
-            paginator = client.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.bucket):
-                for item in page.get("Contents", []):
-                    found[item["Key"]] = item["Size"]
+        try:
+            async with store._client() as client:
+                paginator = client.get_paginator("list_objects_v2")
+                async for page in paginator.paginate(Bucket=self.bucket):
+                    for item in page.get("Contents", []):
+                        found[item["Key"]] = item["Size"]
+        finally:
+            await store.close()
         return found
 
 
@@ -170,8 +173,11 @@ async def _make_bucket(endpoint: str, bucket: str) -> None:
     from ..vault.storage import S3Storage
 
     store = S3Storage(bucket, endpoint_url=endpoint, **S3_KEYS)
-    async with store._client() as client:
-        await client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    try:
+        async with store._client() as client:
+            await client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    finally:
+        await store.close()
 
 
 @contextmanager

@@ -61,6 +61,13 @@ def vault_for(platform: Platform) -> Vault:
     return found
 
 
+async def close_vault(platform: Platform) -> None:
+    """Release what the platform's vault holds for the running event loop (its S3 client, if any)."""
+    found = platform.__dict__.get(_ATTRIBUTE)
+    if found is not None:
+        await found.storage.close()
+
+
 def use_storage(platform: Platform, storage: Storage) -> Vault:
     """Give a platform another store (tests; an operator's own factory)."""
     vault = Vault(platform, storage)

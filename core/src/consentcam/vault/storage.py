@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import hashlib
 import logging
@@ -56,6 +57,9 @@ class Storage(ABC):
     @abstractmethod
     def keys(self) -> AsyncIterator[str]:
         """Every object key (consistency checks)."""
+
+    async def close(self) -> None:
+        """Release what the store holds for the running event loop (connections); the next use opens anew."""
 
     async def exists(self, key: str) -> bool:
         return await self.size(key) is not None
@@ -249,20 +253,48 @@ class S3Storage(Storage):
         self.lock_mode = lock_mode.upper()
         self._lock_enabled: bool | None = None
         self._session: Any = None
+        # One client per event loop (a client's connections belong to the loop that opened them), made on first use
+        # and kept until close(): making one builds an SSL context and a client class, which under upload load was
+        # a third of a web process's CPU (py-spy, bench/load.py).
+        self._clients: dict[asyncio.AbstractEventLoop, asyncio.Task[tuple[contextlib.AsyncExitStack, Any]]] = {}
 
-    def _client(self) -> Any:
-        """A client for one operation (clients belong to an event loop); the session, which holds the parsed service
-        model, is made once."""
+    async def _open_client(self) -> tuple[contextlib.AsyncExitStack, Any]:
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
         if self._session is None:
             self._session = get_session()
-        return self._session.create_client(
+        stack = contextlib.AsyncExitStack()
+        client = await stack.enter_async_context(self._session.create_client(
             "s3", endpoint_url=self.endpoint_url, region_name=self.region, aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            config=AioConfig(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
-        )
+            config=AioConfig(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"},
+                             max_pool_connections=50),
+        ))
+        return stack, client
+
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        for other in [other for other in self._clients if other.is_closed()]:
+            del self._clients[other]  # a finished loop's client went with it
+        opening = self._clients.get(loop)
+        if opening is None:
+            opening = self._clients[loop] = loop.create_task(self._open_client())
+        try:
+            _, client = await asyncio.shield(opening)
+        except Exception:
+            if self._clients.get(loop) is opening:
+                del self._clients[loop]  # the next call tries again
+            raise
+        yield client
+
+    async def close(self) -> None:
+        opening = self._clients.pop(asyncio.get_running_loop(), None)
+        if opening is not None:
+            with contextlib.suppress(Exception):
+                stack, _ = await opening
+                await stack.aclose()
 
     def _key(self, key: str) -> str:
         return self.prefix + key
