@@ -58,9 +58,6 @@ class Storage(ABC):
     def keys(self) -> AsyncIterator[str]:
         """Every object key (consistency checks)."""
 
-    async def close(self) -> None:
-        """Release what the store holds for the running event loop (connections); the next use opens anew."""
-
     async def exists(self, key: str) -> bool:
         return await self.size(key) is not None
 
@@ -90,6 +87,7 @@ class Storage(ABC):
         return target
 
     async def close(self) -> None:
+        """Release what the store holds for the running event loop (connections); the next use opens anew."""
         return None
 
 
