@@ -242,7 +242,7 @@ def city(folder: Path, smtp_host: str, smtp_port: int, *, web: int = 2, workers:
 
         cert, key = self_signed(folder)
         site = (NGINX_SITE.read_text().replace("@LISTEN@", f"127.0.0.1:{port} ssl").replace("@CERT@", str(cert))
-                .replace("@KEY@", str(key)).replace("@UPSTREAMS@", " ".join(f"server 127.0.0.1:{p};" for p in web_ports)))
+                .replace("@KEY@", str(key)).replace("@UPSTREAMS@", " ".join(f"server 127.0.0.1:{p} fail_timeout=2s;" for p in web_ports)))
         (folder / "site.conf").write_text(site)
         main_conf = folder / "nginx.conf"
         user = "user root;\n" if os.geteuid() == 0 else ""
