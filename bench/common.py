@@ -13,14 +13,17 @@ Data model of the synthetic city (seeded, deterministic):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sqlite3
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +273,36 @@ class Stopwatch:
         now = time.perf_counter()
         elapsed, self.start = now - self.start, now
         return elapsed
+
+
+# --- SMTP ----------------------------------------------------------------------------------------------
+
+
+async def smtp_reused_connections(host: str, port: int, messages: Sequence[EmailMessage], connections: int) -> float:
+    """Seconds for ``connections`` raw connections, each kept open, to send ``messages`` back to back between them:
+    the ceiling connection reuse gives, with no channel at all."""
+    import aiosmtplib
+
+    queue: asyncio.Queue[EmailMessage] = asyncio.Queue()
+    for m in messages:
+        queue.put_nowait(m)
+
+    async def sender() -> None:
+        client = aiosmtplib.SMTP(hostname=host, port=port, timeout=20)
+        await client.connect()
+        try:
+            while True:
+                try:
+                    m = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await client.send_message(m)
+        finally:
+            await client.quit()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(connections)))
+    return time.perf_counter() - t0
 
 
 # --- database rows -------------------------------------------------------------------------------------

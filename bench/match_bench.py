@@ -911,28 +911,6 @@ async def bench_smtp(peer: SmtpPeer, n: int, concurrency: int, rounds: int = 3) 
         await aiosmtplib.send(messages[i], hostname=peer.host, port=peer.port, timeout=20)
         return True
 
-    async def reused() -> float:
-        queue: asyncio.Queue[EmailMessage] = asyncio.Queue()
-        for m in messages:
-            queue.put_nowait(m)
-
-        async def sender() -> None:
-            client = aiosmtplib.SMTP(hostname=peer.host, port=peer.port, timeout=20)
-            await client.connect()
-            try:
-                while True:
-                    try:
-                        m = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    await client.send_message(m)
-            finally:
-                await client.quit()
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(sender() for _ in range(concurrency)))
-        return time.perf_counter() - t0
-
     before = peer.count()
     runs: dict[str, list[float]] = {"channel": [], "raw_send": [], "reused_connections": []}
     for r in range(rounds):  # interleaved, so a noisy moment hits every variant alike
@@ -944,7 +922,7 @@ async def bench_smtp(peer: SmtpPeer, n: int, concurrency: int, rounds: int = 3) 
             elif name == "raw_send":
                 dt = await _bounded(n, concurrency, raw)
             else:
-                dt = await reused()
+                dt = await common.smtp_reused_connections(peer.host, peer.port, messages, concurrency)
             runs[name].append(n / dt)
     received = peer.count() - before
     out = {name: {"msgs_per_s_median": statistics.median(v), "msgs_per_s": v} for name, v in runs.items()}

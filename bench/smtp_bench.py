@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import match_bench as mb  # noqa: E402
-from common import CACHE_DIR, RESULTS_DIR  # noqa: E402
+from common import CACHE_DIR, RESULTS_DIR, smtp_reused_connections  # noqa: E402
 
 TARGET_PER_S = 500.0
 
@@ -99,24 +99,6 @@ async def channel_variants(peer: CountingPeer, n: int, concurrency: int, rounds:
         await aiosmtplib.send(messages[i], hostname=peer.host, port=peer.port, timeout=20)
         return True
 
-    async def ceiling() -> float:
-        queue: asyncio.Queue[EmailMessage] = asyncio.Queue()
-        for m in messages:
-            queue.put_nowait(m)
-
-        async def sender() -> None:
-            client = aiosmtplib.SMTP(hostname=peer.host, port=peer.port, timeout=20)
-            await client.connect()
-            try:
-                while not queue.empty():
-                    await client.send_message(queue.get_nowait())
-            finally:
-                await client.quit()
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(sender() for _ in range(concurrency)))
-        return time.perf_counter() - t0
-
     runs: dict[str, list[float]] = {"channel": [], "connection_per_message": [], "ceiling": []}
     cpu: dict[str, list[float]] = {k: [] for k in runs}
     before = peer.count()
@@ -137,7 +119,7 @@ async def channel_variants(peer: CountingPeer, n: int, concurrency: int, rounds:
             elif name == "connection_per_message":
                 dt = await mb._bounded(n, concurrency, connection_per_message)
             else:
-                dt = await ceiling()
+                dt = await smtp_reused_connections(peer.host, peer.port, messages, concurrency)
             runs[name].append(n / dt)
             cpu[name].append((time.process_time() - c0) / n * 1e3)
             mb.log(f"  {name}: {n / dt:.0f} msgs/s")
