@@ -43,6 +43,20 @@ async def test_a_name_resolving_to_loopback_is_refused_at_connection_time() -> N
         await resolver.close()
 
 
+async def test_check_host_demands_every_address_be_allowed() -> None:
+    """For connections made elsewhere (a plugin probing a camera resolves the name again): all addresses must pass."""
+    with pytest.raises(outbound.RefusedDestination, match="localhost is, or resolves to"):
+        await outbound.check_host("localhost")
+    with pytest.raises(outbound.RefusedDestination):
+        await outbound.check_host("10.0.0.5", 80)
+    assert await outbound.check_host("8.8.8.8", 554) == ["8.8.8.8"]
+    loopback = outbound.networks("127.0.0.0/8, ::1/128")
+    assert set(await outbound.check_host("localhost", extra=loopback)) <= {"127.0.0.1", "::1"}
+    with pytest.raises(OSError) as caught:
+        await outbound.check_host("no-such-host.invalid")
+    assert not isinstance(caught.value, outbound.RefusedDestination), "not resolving is not a refusal"
+
+
 def _notification(url: str) -> OwnerNotification:
     return OwnerNotification(owner_id="o1", email="o1@home.example.org", name="O", phone=None, kind="request",
                              subject="s", text="t", data={}, idempotency_key="k1",

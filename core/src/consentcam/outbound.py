@@ -10,6 +10,7 @@ agency's own receiver on its intranet, or a test's receiver on loopback).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -57,6 +58,19 @@ class PublicResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+async def check_host(host: str, port: int | None = None, extra: Iterable[Network] = ()) -> list[str]:
+    """Every address ``host`` resolves to (a literal address is its own), refused unless each one is allowed.
+
+    For a connection made elsewhere, by code that resolves the name again itself (a plugin probing a camera): any of
+    the addresses could be the one it uses, so all must pass, where ``PublicResolver`` keeps the good ones because
+    its connection uses only those. A name that does not resolve raises the resolver's ``OSError``."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = sorted({info[4][0] for info in infos})
+    if not addresses or not all(allowed(a, extra) for a in addresses):
+        raise RefusedDestination(f"{host} is, or resolves to, a private, loopback or reserved address")
+    return addresses
 
 
 def check_url(url: str, extra: Iterable[Network] = ()) -> None:

@@ -8,8 +8,6 @@ hosts. The operator may allow networks (``probe_allowed_networks``), for example
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,15 +31,13 @@ def _host_of(fields: dict[str, Any]) -> str | None:
 async def check_reachable_host(p: Platform, host: str) -> None:
     """Refuse a host that is, or resolves to, a non-public address outside the operator's allowed networks."""
     extra = outbound.networks(p.settings.probe_allowed_networks)
-    refused = ("the platform probes cameras at public addresses only; a camera on a private network is probed by "
-               "its edge relay (or the operator allows that network)")
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        await outbound.check_host(host, extra=extra)
+    except outbound.RefusedDestination:
+        raise Forbidden("the platform probes cameras at public addresses only; a camera on a private network is "
+                        "probed by its edge relay (or the operator allows that network)") from None
     except OSError as exc:
         raise InvalidInput(f"the camera's host {host!r} does not resolve: {exc.strerror or exc}") from None
-    addresses = {info[4][0] for info in infos}
-    if not addresses or not all(outbound.allowed(a, extra) for a in addresses):
-        raise Forbidden(refused)
 
 
 async def probe_camera(p: Platform, who: Principal, camera_id: str) -> dict[str, Any]:
