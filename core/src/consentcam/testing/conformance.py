@@ -17,26 +17,33 @@ A plugin's tests combine the classes for the hooks it implements and provide the
             return {"kind": "rtsp", "vendor": "acme", "url": acme_peer.url, "password": "..."}
         ...
 
-A fixture a class needs and the subclass did not provide fails its tests with a message naming it. The tests that
-run through the core use the kit's ``consentcam_settings`` and ``consentcam_clock``, so they run on every database
-backend chosen with ``--consentcam-backends``.
+``PluginHostConformance`` checks the installed distribution (entry point, strict host, ``consentcam plugins``, imports)
+from class attributes alone. A fixture a class needs and the subclass did not provide fails its tests with a message
+naming it. The tests that run through the core use the kit's ``consentcam_settings`` and ``consentcam_clock``, so
+they run on every database backend chosen with ``--consentcam-backends``.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import functools
+import importlib
 import inspect
 import json
 import logging
+import os
 import re
 import shutil
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -206,6 +213,110 @@ class PluginConformance:
         assert self.entry_point in found, f"no {ENTRY_POINT_GROUP!r} entry point named {self.entry_point!r} is installed"
         loaded = found[self.entry_point].load()
         assert loaded.consentcam_plugin_info().name == plugin.consentcam_plugin_info().name
+
+
+class PluginHostConformance:
+    """The installed distribution as the core's plugin host sees it: loaded through its entry point like any
+    third-party plugin, hooks that match the specifications, capabilities the host accepts, listed by
+    ``consentcam plugins``, and nothing of the core imported but its public surface. No fixtures; class attributes:
+    ``entry_point`` (the name in the ``consentcam`` group), ``entry_point_value`` (``"module:attribute"``, as your
+    ``pyproject.toml`` registers it), ``package`` (your top-level package), ``capabilities`` and ``hooks`` (exactly
+    what the plugin declares and implements). Optional: ``plugin_name`` (what ``consentcam_plugin_info`` declares,
+    when it is not the entry point's name), ``public_modules``."""
+
+    entry_point: str | None = None
+    entry_point_value: str | None = None
+    package: ModuleType | None = None
+    capabilities: tuple[str, ...] | None = None
+    hooks: frozenset[str] | None = None
+    plugin_name: str | None = None
+    public_modules: frozenset[str] = frozenset({"consentcam", "consentcam.hooktypes"})
+
+    def _declared(self, attribute: str, what: str) -> Any:
+        value = getattr(self, attribute)
+        if value is None:
+            pytest.fail(f"conformance: set `{attribute}` in your test class: {what}", pytrace=False)
+        return value
+
+    @property
+    def _name(self) -> str:
+        return self.plugin_name or self._declared("entry_point", "the name in the consentcam entry-point group")
+
+    @property
+    def _capabilities(self) -> tuple[str, ...]:
+        return tuple(self._declared("capabilities", "the capabilities the plugin declares"))
+
+    def _version(self, point: EntryPoint) -> str | None:
+        """The package's ``__version__``, or else the installed distribution's."""
+        package = self._declared("package", "the plugin's top-level package")
+        return getattr(package, "__version__", None) or (point.dist.version if point.dist else None)
+
+    @pytest.fixture
+    def installed_entry_point(self) -> EntryPoint:
+        name = self._declared("entry_point", "the name in the consentcam entry-point group")
+        points = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        assert len(points) == 1, f"{len(points)} {ENTRY_POINT_GROUP!r} entry points named {name!r} are installed, not one"
+        return points[0]
+
+    def test_the_entry_point_loads_the_plugin_object(self, installed_entry_point: EntryPoint) -> None:
+        value = self._declared("entry_point_value", "the entry point's 'module:attribute'")
+        assert installed_entry_point.value == value
+        module, _, attribute = value.partition(":")
+        expected = functools.reduce(getattr, attribute.split("."), importlib.import_module(module))
+        assert installed_entry_point.load() is expected
+
+    def test_the_host_loads_it_from_the_entry_point_with_its_capabilities(self) -> None:
+        host = make_plugin_host(load_entry_points=True)
+        loaded = {p.info.name: p for p in host.loaded}
+        assert self.entry_point not in dict(host.refused), host.refused
+        assert self._name in loaded, f"the host did not load {self._name!r}: {sorted(loaded)}"
+        assert loaded[self._name].info.capabilities == self._capabilities
+        assert loaded[self._name].source == f"entry point {self._declared('entry_point_value', 'module:attribute')}"
+
+    def test_every_hook_matches_a_specification_strictly(self, installed_entry_point: EntryPoint) -> None:
+        plugin = installed_entry_point.load()
+        host = make_plugin_host(load_entry_points=False, extra=[plugin], strict=True)  # check_pending inside
+        implemented = {name for name in dir(plugin) if name.startswith("consentcam_")}
+        assert implemented == set(self._declared("hooks", "the names of the hooks the plugin implements"))
+        for name in implemented:
+            spec = getattr(hookspecs, name, None)
+            assert spec is not None, f"{name} is not a hook of consentcam.hookspecs"
+            impl = getattr(plugin, name)  # bound: its signature leaves out `self`, like the specification's
+            assert inspect.iscoroutinefunction(spec) == inspect.iscoroutinefunction(impl), name
+            assert list(inspect.signature(impl).parameters) == list(inspect.signature(spec).parameters), name
+            assert getattr(host.pm.hook, name).get_hookimpls(), name
+
+    def test_declared_capabilities_are_known_and_none_is_biometric(self, installed_entry_point: EntryPoint) -> None:
+        info = installed_entry_point.load().consentcam_plugin_info()
+        assert isinstance(info, PluginInfo) and info.name == self._name
+        assert info.version == self._version(installed_entry_point)
+        assert info.capabilities == self._capabilities
+        assert [refusal_reason(c) for c in info.capabilities] == [None] * len(info.capabilities)
+
+    def test_consentcam_plugins_lists_it(self, installed_entry_point: EntryPoint, tmp_path: Path) -> None:
+        env = {**os.environ, "CONSENTCAM_DATA_DIR": str(tmp_path), "CONSENTCAM_SECRET_KEY": "plugin-listing-test-key",
+               "CONSENTCAM_LOAD_ENTRY_POINT_PLUGINS": "true"}
+        console = Path(sys.executable).with_name("consentcam")  # the command city admins run
+        result = subprocess.run([str(console), "plugins", "--json"], capture_output=True, text=True, env=env,
+                                cwd=tmp_path, timeout=120)
+        assert result.returncode == 0, result.stderr
+        listed = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
+        assert listed[self._name]["capabilities"] == list(self._capabilities)
+        assert listed[self._name]["version"] == self._version(installed_entry_point)
+
+    def test_the_plugin_uses_only_the_cores_public_surface(self) -> None:
+        """``consentcam`` (hookimpl, errors) and ``consentcam.hooktypes`` (the hook values): nothing of the core's
+        insides (database, services, vault), which a third-party plugin could not rely on either."""
+        package = self._declared("package", "the plugin's top-level package")
+        used = set()
+        for path in Path(package.__file__).parent.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("consentcam"):
+                    if not node.module.startswith("consentcam_"):
+                        used.add(node.module)
+                elif isinstance(node, ast.Import):
+                    used.update(a.name for a in node.names if a.name.split(".")[0] == "consentcam")
+        assert used and used <= self.public_modules, used - self.public_modules
 
 
 # --- fetch a recording --------------------------------------------------------------------------------
