@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import struct
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from consentcam.db.models import AuditEvent, LiveSession
 from consentcam.live.broker import NotHeld, token
 from consentcam.live.hub import HUB, fetch_through_broker
 from consentcam.schemas import Connection
+from consentcam.testing.waiting import until
 from sqlalchemy import func, select
 
 pytestmark = [pytest.mark.peer("postgresql"), pytest.mark.peer("nats"), pytest.mark.usefixtures("fast_passwords")]
@@ -45,19 +45,6 @@ def pattern(seed: str, size: int) -> bytes:
         out += block
         block = hashlib.sha256(block).digest()
     return bytes(out[:size])
-
-
-async def until(check: Any, timeout: float, message: Any) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(message() if callable(message) else message)
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -9,13 +9,13 @@ import contextlib
 import io
 import json
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from consentcam.testing.waiting import until
 
 AGENT = str(Path(sys.executable).parent / "consentcam-edge")
 CENTRE = (41.88, -87.63)  # inside the world's default agency square
@@ -147,18 +147,6 @@ class Rig:
                 return event
         return None
 
-
-async def until(check: Any, timeout: float, message: Any, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(message() if callable(message) else message)
-        await asyncio.sleep(interval)
 
 
 def decode_frames(data: bytes) -> list[Any]:
