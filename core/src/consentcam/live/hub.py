@@ -55,6 +55,7 @@ from .broker import Broker, BrokerUnavailable, NotHeld, Reply, open_broker, runn
 log = logging.getLogger(__name__)
 
 SWEEP_S = 0.2
+STATEMENTS_S = 0.5  # how often statements are checked; each is re-sent after a third of its lifetime, or when it changed
 KEEP_SEGMENTS = 12
 MAX_SEGMENT_BYTES = 16 << 20
 REMOTE_KINDS = frozenset({"renew", "stop"})  # what another process may have a holder pass on as is (a start is checked)
@@ -129,6 +130,7 @@ class Hub:
         self.served: dict[str, ServedFetch] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._statements_task: asyncio.Task[None] | None = None
         self._chores: set[asyncio.Future[Any]] = set()
         RUNNING.add(self)
 
@@ -139,13 +141,15 @@ class Hub:
             await self.broker.subscribe(self.broker.subject("edge", "claims"), self._on_claim)
             self.broker.on_connected.append(self._claim_all)
         self._task = asyncio.create_task(self._loop(), name="live-hub")
+        self._statements_task = asyncio.create_task(self._statements_loop(), name="live-hub-statements")
 
     async def stop(self) -> None:
         RUNNING.discard(self)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._statements_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for served in list(self.served.values()):
             await self._forget_served(served)
         for chore in list(self._chores):
@@ -167,14 +171,9 @@ class Hub:
         return {device_id for device_id, link in self.links.items() if not link.moved}
 
     async def _loop(self) -> None:
-        last_statements = 0.0
         while True:
             try:
                 await self.sweep_once()
-                if time.monotonic() - last_statements > 0.5:
-                    last_statements = time.monotonic()
-                    for link in list(self.links.values()):
-                        await self.send_statements(link)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the next sweep tries again; never let the relay's guard die
@@ -182,6 +181,20 @@ class Hub:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), SWEEP_S)
+
+    async def _statements_loop(self) -> None:
+        """Keep every connected agent's signed statements fresh, on its own: an agent stops relaying when its
+        statement expires, so this must not wait behind a sweep that is ending sessions (their writes queue for
+        the database's write lock, and their audit events for the chain's). It only reads."""
+        while True:
+            try:
+                for link in list(self.links.values()):
+                    await self.send_statements(link)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live hub statement refresh failed")
+            await asyncio.sleep(STATEMENTS_S)
 
     async def sweep_once(self) -> None:
         ended = await service.sweep(self.p, offline=self.offline)
