@@ -137,3 +137,56 @@ def test_the_kit_fails_each_fault_and_passes_a_good_plugin(tmp_path: Path) -> No
                       "TestRawError.test_an_unreachable_camera_is_a_core_error",
                       "TestPastTheEnd.test_labels_lie_within_the_clip", "TestFaces.test_labels_lie_within_the_clip",
                       "TestOverconfident.test_labels_lie_within_the_clip"}, run.stdout[-3000:]
+
+
+HOST_SUITE = '''
+import consentcam_rtsp
+from consentcam.testing.conformance import PluginHostConformance
+
+
+class Right(PluginHostConformance):
+    entry_point = "rtsp"
+    entry_point_value = "consentcam_rtsp.plugin:plugin"
+    package = consentcam_rtsp
+    capabilities = ("probe", "fetch_recording", "live_only")
+    hooks = frozenset({"consentcam_plugin_info", "consentcam_probe_camera", "consentcam_fetch_recording"})
+
+
+class TestRight(Right): pass
+class TestWrongValue(Right): entry_point_value = "consentcam_rtsp.plugin:RtspPlugin"
+class TestWrongCapabilities(Right): capabilities = ("probe", "fetch_recording")
+class TestWrongHooks(Right): hooks = frozenset({"consentcam_plugin_info", "consentcam_probe_camera"})
+class TestNarrowerSurface(Right): public_modules = frozenset({"consentcam.hooktypes"})
+class TestMissingCapabilities(Right): capabilities = None
+'''
+
+
+def test_the_plugin_host_checks_fail_each_wrong_declaration(tmp_path: Path) -> None:
+    """PluginHostConformance, subclassed for the installed RTSP plugin: right, it passes; told a wrong entry-point
+    value, capability list, hook set or public surface, or left without its capabilities, the check about that
+    fails (and says which attribute is missing)."""
+    (tmp_path / "test_host_fakes.py").write_text(HOST_SUITE)
+    report = tmp_path / "report.xml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "CONSENTCAM_TEST_BACKENDS"))}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                          "test_host_fakes.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    failed: dict[str, str] = {}
+    passed = set()
+    for case in ET.parse(report).iter("testcase"):
+        name = f"{case.get('classname', '').rsplit('.', 1)[-1]}.{case.get('name')}"
+        problems = [c for c in case if c.tag in ("failure", "error")]
+        if problems:
+            failed[name] = " ".join((c.get("message") or "") + (c.text or "") for c in problems)
+        else:
+            passed.add(name)
+    right = {n for n in passed | set(failed) if n.startswith("TestRight.")}
+    assert len(right) == 6 and right <= passed, (sorted(failed), run.stdout[-3000:])
+    expected = {
+        "TestWrongValue.test_the_entry_point_loads_the_plugin_object",
+        "TestWrongCapabilities.test_the_host_loads_it_from_the_entry_point_with_its_capabilities",
+        "TestWrongHooks.test_every_hook_matches_a_specification_strictly",
+        "TestNarrowerSurface.test_the_plugin_uses_only_the_cores_public_surface",
+        "TestMissingCapabilities.test_the_host_loads_it_from_the_entry_point_with_its_capabilities",
+    }
+    assert expected <= set(failed), (sorted(failed), run.stdout[-3000:])
+    assert "set `capabilities`" in failed["TestMissingCapabilities.test_the_host_loads_it_from_the_entry_point_with_its_capabilities"]
