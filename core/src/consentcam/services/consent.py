@@ -105,9 +105,10 @@ def in_jurisdiction(agency: Agency, lat: float, lon: float) -> bool:
 # arrays). The consent state machine checks every agency read made this way against its model.
 
 
-def in_force(scope: str, now: datetime) -> list[Any]:
+def in_force(scope: str, now: Any) -> list[Any]:
     """SQL conditions on ``cameras``: the current grant is in force (active camera, granted at least once, not
-    lapsed) and includes ``scope``. The agency's suspension and its reach are the caller's to apply."""
+    lapsed at ``now``, a datetime or a bind parameter) and includes ``scope``. The agency's suspension and its
+    reach are the caller's to apply."""
     c = Camera.__table__.c
     granted = {"map": c.grant_map, "requests": c.grant_requests, "direct_fetch": c.grant_direct_fetch,
                "live": c.grant_live != "never"}[scope]

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Float, String, and_, bindparam, func, literal_column, or_, select, update
+from sqlalchemy import Float, String, and_, bindparam, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import audit
@@ -29,7 +29,7 @@ from ..jobs import enqueue_many
 from ..platform import Platform
 from ..security import digest
 from .accounts import Principal
-from .consent import OPEN_ITEM_STATES, Consent, jurisdiction_shape, shares_of
+from .consent import OPEN_ITEM_STATES, Consent, in_force, jurisdiction_shape, shares_of
 from .spatial import rtree_driven
 
 MAX_RADIUS_M = 50_000.0
@@ -130,9 +130,7 @@ def _match_statement(spatial: str, circle: bool) -> Any:
     if spatial != "rtree":
         columns = [func.array_agg(column) for column in columns]
     stmt = select(*columns).where(
-        c.status == "active",
-        c.grant_requests.is_(True),
-        or_(c.grant_expires_at.is_(None), c.grant_expires_at > bindparam("now", type_=c.grant_expires_at.type)),
+        *in_force("requests", bindparam("now", type_=c.grant_expires_at.type)),
         c.retention_days >= bindparam("need", type_=Float),
     )
     if spatial == "rtree":  # the overlap of the fence's box; the exact test follows in Python
