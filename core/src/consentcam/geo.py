@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,54 @@ def geodesic_distance_m(lon0: float, lat0: float, lons: np.ndarray, lats: np.nda
     return np.asarray(dist)
 
 
+WGS84_A = 6_378_137.0
+WGS84_E2 = 6.694379990141317e-3
+
+
+@dataclass(frozen=True)
+class FlatCircle:
+    """A geodesic circle's flat stand-in near its centre, for deciding most points with arithmetic alone.
+
+    Metres east and north of the centre at the centre's scales (the ellipsoid's radii of curvature there):
+    ``x = (lon - lon0) * kx``, ``y = (lat - lat0) * ky``. Out to the circle's reach the flat distance is within a
+    factor ``1 ± band`` of the geodesic one: using the centre's east-west scale at a point up to ``d`` metres north
+    or south is off by at most ``tan|lat0| * d / M`` (M, the smallest radius of curvature, at the equator), and the
+    earth's curvature adds less than ``d / M`` more. So a point whose flat distance squared is at most ``inner2`` is
+    inside, one beyond ``outer2`` is outside, and only those between need the geodesic test (tests/test_geo_flat.py
+    checks the bound against pyproj). SQLite's match applies it in SQL. Near the poles there is no stand-in."""
+
+    lon0: float
+    lat0: float
+    kx: float
+    ky: float
+    band: float
+    inner2: float
+    outer2: float
+
+    MAX_LAT = 80.0
+    MAX_BAND = 0.1
+    REACH = 1.05  # the bound holds out to this multiple of the radius, past the widest point of the fence's box
+    M_MIN = 6_335_439.0  # the meridian's radius of curvature at the equator, the smallest anywhere (metres)
+
+    @classmethod
+    def of(cls, lon0: float, lat0: float, radius_m: float) -> FlatCircle | None:
+        if abs(lat0) > cls.MAX_LAT:
+            return None
+        phi = math.radians(lat0)
+        band = (abs(math.tan(phi)) + 1.0) * radius_m * cls.REACH / cls.M_MIN + 1e-6
+        if band > cls.MAX_BAND:
+            return None
+        w = math.sqrt(1.0 - WGS84_E2 * math.sin(phi) ** 2)
+        ky = math.radians(WGS84_A * (1.0 - WGS84_E2) / w**3)  # metres per degree of latitude
+        kx = math.radians(WGS84_A / w * math.cos(phi))  # metres per degree of longitude
+        if abs(lon0) + radius_m * cls.REACH * (1.0 + band) / kx >= 180.0:
+            return None  # the circle reaches across the antimeridian, where longitudes wrap
+        return cls(lon0, lat0, kx, ky, band, (radius_m * (1.0 - band)) ** 2, (radius_m * (1.0 + band)) ** 2)
+
+    def distance2(self, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
+        return ((np.asarray(lons) - self.lon0) * self.kx) ** 2 + ((np.asarray(lats) - self.lat0) * self.ky) ** 2
+
+
 @dataclass(frozen=True)
 class Fence:
     """A geo-fence: a polygon (holes allowed) or a geodesic circle."""
@@ -138,10 +187,22 @@ class Fence:
         if self.polygon is not None:
             return tuple(self.polygon.bounds)  # type: ignore[return-value]
         assert self.center is not None and self.radius_m is not None
+        flat = self.flat
+        if flat is not None:  # every point of the circle is within sqrt(outer2) flat metres east-west and north-south
+            reach_m = math.sqrt(flat.outer2)
+            lon0, lat0 = self.center
+            return (lon0 - reach_m / flat.kx, lat0 - reach_m / flat.ky, lon0 + reach_m / flat.kx, lat0 + reach_m / flat.ky)
         lon0, lat0 = self.center
         reach = self.radius_m * 1.01 + 1.0  # the geodesic circle's widest point is not exactly due east
         lons, lats, _ = GEOD.fwd([lon0] * 4, [lat0] * 4, [0, 90, 180, 270], [reach] * 4)
         return (min(lons), min(lats), max(lons), max(lats))
+
+    @cached_property
+    def flat(self) -> FlatCircle | None:
+        """The circle's flat stand-in (None for polygons, and for circles near the poles)."""
+        if self.center is None or self.radius_m is None:
+            return None
+        return FlatCircle.of(self.center[0], self.center[1], self.radius_m)
 
     def contains(self, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
         lons = np.asarray(lons, dtype=float)
