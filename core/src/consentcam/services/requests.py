@@ -4,7 +4,9 @@ the owner's inbox, declines, closing, and the checks behind every upload link.
 Matching is one function with one meaning on every backend: a camera matches when it is active, inside the
 fence (its true location, whatever its public precision; on the edge counts), its grant in force gives this
 agency ``requests``, and its retention still covers the window's start at the moment of matching. The index
-narrows the candidates (R*Tree, PostGIS GiST or a point GiST); the exact fence test is the same code for all.
+narrows the candidates (R*Tree, PostGIS GiST or a point GiST). PostGIS decides the fence in SQL; elsewhere the
+exact test is ``Fence.contains``, which SQL spares for every point a circle's flat stand-in (``geo.FlatCircle``)
+places clearly inside.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import audit
 from ..db.bulk import insert_rows, random_ids
+from ..db.direct import DirectQuery
 from ..db.models import Agency, Camera, Evidence, FootageRequest, RequestItem, User
 from ..errors import FieldError, Forbidden, Gone, InvalidInput, NotFound
 from ..geo import Fence, check_lat_lon, parse_area_geojson
@@ -107,50 +110,85 @@ class Matches:
 
 
 NO_MATCHES = Matches([], [], [])
-_MATCH_STATEMENTS: dict[tuple[str, bool], Any] = {}
+_MATCH_QUERIES: dict[tuple[str, bool], DirectQuery] = {}
 
 
-def _match_statement(spatial: str, circle: bool) -> Any:
-    """The match query, built once per (index kind, fence shape) with bind parameters, run as Core rows.
+def _match_query(spatial: str, circle: bool) -> DirectQuery:
+    """The match query, built once per (index kind, fence shape) with bind parameters, sent in one driver call.
 
     Only what the caller uses comes back (a camera's id, its owner, whether a plugin may pull from it), plus the
     position where the exact fence test runs here rather than in SQL. On PostgreSQL the rows come back as one row of
     arrays, which the driver decodes in C: at a thousand matches that halves the client's cost."""
     key = (spatial, circle)
-    if key in _MATCH_STATEMENTS:
-        return _MATCH_STATEMENTS[key]
+    if key in _MATCH_QUERIES:
+        return _MATCH_QUERIES[key]
     c = Camera.__table__.c
     box = {k: bindparam(k, type_=Float) for k in ("min_lon", "min_lat", "max_lon", "max_lat")}
     # The kinds as SQL literals (fixed names), not an "expanding" parameter re-rendered at every execution.
     assert all(kind.isalnum() for kind in FETCHABLE_KINDS)
     fetchable = and_(c.grant_direct_fetch, c.connection_kind.in_([literal_column(f"'{kind}'") for kind in sorted(FETCHABLE_KINDS)]))
     columns: list[Any] = [c.id, c.owner_id, fetchable]
+    near: list[Any] = []
     if spatial != "postgis":  # the exact test runs in Python: it needs the position
         columns += [c.lon, c.lat]
+        if circle:  # the flat stand-in (geo.FlatCircle) drops the box's corners and decides all but a thin band
+            east = (c.lon - bindparam("lon0", type_=Float)) * bindparam("kx", type_=Float)
+            north = (c.lat - bindparam("lat0", type_=Float)) * bindparam("ky", type_=Float)
+            flat2 = east * east + north * north
+            columns.append(flat2 <= bindparam("inner2", type_=Float))
+            near.append(flat2 <= bindparam("outer2", type_=Float))
     if spatial != "rtree":
         columns = [func.array_agg(column) for column in columns]
     stmt = select(*columns).where(
         *in_force("requests", bindparam("now", type_=c.grant_expires_at.type)),
         c.retention_days >= bindparam("need", type_=Float),
+        *near,
     )
     if spatial == "rtree":  # the overlap of the fence's box; the exact test follows in Python
         stmt = rtree_driven(stmt, box["min_lon"], box["min_lat"], box["max_lon"], box["max_lat"])
     elif spatial == "postgis":
         geom = literal_column("cameras.geom")
-        envelope = func.ST_MakeEnvelope(box["min_lon"], box["min_lat"], box["max_lon"], box["max_lat"], 4326)
-        stmt = stmt.where(geom.op("&&")(envelope))
-        if circle:
+        if circle:  # the GiST index is on geometry, so the geography test needs the box to use it
+            envelope = func.ST_MakeEnvelope(box["min_lon"], box["min_lat"], box["max_lon"], box["max_lat"], 4326)
+            stmt = stmt.where(geom.op("&&")(envelope))
             centre = func.ST_SetSRID(func.ST_MakePoint(bindparam("lon", type_=Float), bindparam("lat", type_=Float)), 4326)
             stmt = stmt.where(func.ST_DWithin(func.geography(geom), func.geography(centre), bindparam("radius", type_=Float)))
         else:
-            # A scalar subquery is parsed once per query; inline, a generic plan re-parsed it for every candidate row.
+            # ST_Intersects brings its own index condition (geom && shape), so no box. A scalar subquery is parsed once
+            # per query; inline, a generic plan re-parsed it for every candidate row.
             shape = select(func.ST_SetSRID(func.ST_GeomFromGeoJSON(bindparam("geojson", type_=String)), 4326)).scalar_subquery()
             stmt = stmt.where(func.ST_Intersects(geom, shape))
     else:  # plain PostgreSQL: GiST on the built-in point type
         area = func.box(func.point(box["min_lon"], box["min_lat"]), func.point(box["max_lon"], box["max_lat"]))
         stmt = stmt.where(func.point(c.lon, c.lat).op("<@")(area))
-    _MATCH_STATEMENTS[key] = stmt
-    return stmt
+    _MATCH_QUERIES[key] = DirectQuery(stmt)
+    return _MATCH_QUERIES[key]
+
+
+def _match_params(p: Platform, fence: Fence, window_start: datetime, now: datetime) -> dict[str, Any]:
+    params: dict[str, Any] = {"now": now, "need": max(0.0, (now - window_start).total_seconds() / 86400)}
+    if p.db.spatial != "postgis" or fence.is_circle:
+        params.update(zip(("min_lon", "min_lat", "max_lon", "max_lat"), fence.bbox(), strict=True))
+    if p.db.spatial == "postgis":
+        if fence.is_circle:
+            assert fence.center is not None
+            params.update(lon=fence.center[0], lat=fence.center[1], radius=fence.radius_m)
+        else:
+            params["geojson"] = json.dumps(fence.as_geojson())
+    elif fence.is_circle:
+        flat = fence.flat
+        if flat is not None:
+            params.update(lon0=flat.lon0, lat0=flat.lat0, kx=flat.kx, ky=flat.ky, inner2=flat.inner2, outer2=flat.outer2)
+        else:  # no stand-in: every point in the box takes the geodesic test
+            params.update(lon0=0.0, lat0=0.0, kx=0.0, ky=0.0, inner2=-1.0, outer2=1.0)
+    return params
+
+
+def match_sql(p: Platform, fence: Fence, window_start: datetime, now: datetime) -> tuple[str, list[Any]]:
+    """The SQL and driver arguments ``match_cameras`` sends for this fence (for EXPLAIN, in bench/match_bench.py)."""
+    compiled, values = _match_query(p.db.spatial, fence.is_circle).arguments(
+        p.db.engine.dialect, _match_params(p, fence, window_start, now))
+    return compiled.sql, values
 
 
 async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fence: Fence, window_start: datetime,
@@ -163,30 +201,27 @@ async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fenc
     includes ``requests`` and has not lapsed, and its retention reaches back to the window's start."""
     if agency.suspended:
         return NO_MATCHES
-    min_lon, min_lat, max_lon, max_lat = fence.bbox()
-    params: dict[str, Any] = {"now": now, "need": max(0.0, (now - window_start).total_seconds() / 86400),
-                              "min_lon": min_lon, "min_lat": min_lat, "max_lon": max_lon, "max_lat": max_lat}
-    if p.db.spatial == "postgis":
-        if fence.is_circle:
-            assert fence.center is not None
-            params.update(lon=fence.center[0], lat=fence.center[1], radius=fence.radius_m)
-        else:
-            params["geojson"] = json.dumps(fence.as_geojson())
-    result = await session.execute(_match_statement(p.db.spatial, fence.is_circle), params)
+    params = _match_params(p, fence, window_start, now)
+    rows = await _match_query(p.db.spatial, fence.is_circle).rows(session, params)
     if p.db.spatial == "rtree":
-        rows = result.all()
-        columns = [list(column) for column in zip(*rows, strict=True)] if rows else []
+        columns = list(zip(*rows, strict=True)) if rows else []
     else:
-        columns = [list(column or ()) for column in result.one()]
+        columns = [column or () for column in rows[0]]
     if not columns or not columns[0]:
         return NO_MATCHES
     if p.db.spatial == "postgis":
-        return Matches(columns[0], columns[1], columns[2])
-    ids, owners, fetchable, lons, lats = columns
-    inside = np.flatnonzero(fence.contains(np.array(lons, dtype=float), np.array(lats, dtype=float))).tolist()
-    if len(inside) == len(ids):
-        return Matches(ids, owners, fetchable)
-    return Matches([ids[i] for i in inside], [owners[i] for i in inside], [fetchable[i] for i in inside])
+        return Matches(list(columns[0]), list(columns[1]), list(columns[2]))
+    ids, owners, fetchable, lons, lats = columns[:5]
+    if len(columns) > 5:  # a circle: only the points the flat stand-in left undecided take the geodesic test
+        check = [i for i, inside in enumerate(columns[5]) if not inside]
+        exact = fence.contains(np.array([lons[i] for i in check], dtype=float), np.array([lats[i] for i in check], dtype=float))
+        outside = {check[j] for j in np.flatnonzero(~exact).tolist()}
+    else:
+        outside = set(np.flatnonzero(~fence.contains(np.array(lons, dtype=float), np.array(lats, dtype=float))).tolist())
+    if not outside:  # SQLite answers 0/1 for the flag
+        return Matches(list(ids), list(owners), [bool(f) for f in fetchable])
+    keep = [i for i in range(len(ids)) if i not in outside]
+    return Matches([ids[i] for i in keep], [owners[i] for i in keep], [bool(fetchable[i]) for i in keep])
 
 
 # --- capabilities -------------------------------------------------------------------------------------
