@@ -409,13 +409,24 @@ async def timed_match(p: Any, agency: Any, fence: Any, spec: FenceSpec, now: dat
         return time.perf_counter() - t0, matches
 
 
-async def timed_sql(p: Any, sql: str, params: dict[str, Any]) -> tuple[float, list[Any]]:
+_DIRECT: dict[str, Any] = {}
+
+
+async def timed_sql(p: Any, sql: str, params: dict[str, Any], through_session: bool = False) -> tuple[float, list[Any]]:
+    """A bare query, timed on a connection already checked out. By default sent as the match sends its own (one
+    driver call, ``consentcam.db.direct``): the practical limit. ``through_session``: through SQLAlchemy's
+    ``session.execute``, to show what that layer costs."""
+    from consentcam.db.direct import DirectQuery
     from sqlalchemy import text
 
+    query = _DIRECT.get(sql) or _DIRECT.setdefault(sql, DirectQuery(text(sql)))
     async with p.db.sessions() as session:
-        await session.connection()
+        conn = await session.connection()
         t0 = time.perf_counter()
-        rows = (await session.execute(text(sql), params)).scalars().all()
+        if through_session:
+            rows = (await session.execute(text(sql), params)).scalars().all()
+        else:
+            rows = [row[0] for row in await query.rows_on(conn, params)]
         return time.perf_counter() - t0, rows
 
 
@@ -434,24 +445,15 @@ def edge_tolerant(spec_fence: Any, a: set[str], b: set[str], scan: Scan, tol_m: 
 
 
 async def explain_pg(p: Any, agency: Any, fence: Any, spec: FenceSpec, now: datetime) -> dict[str, float]:
-    """Server-side execution time (EXPLAIN ANALYZE) of the match's own SQL, captured as sent, and of the bare query."""
-    from sqlalchemy import event, text
+    """Server-side execution time (EXPLAIN ANALYZE) of the match's own SQL, as it is sent, and of the bare query."""
+    from consentcam.services.requests import match_sql
+    from sqlalchemy import text
 
-    captured: list[tuple[str, Any]] = []
-
-    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if "FROM cameras" in statement or "JOIN cameras" in statement:
-            captured.append((statement, parameters))
-
-    event.listen(reads(p).sync_engine, "before_cursor_execute", grab)
-    try:
-        await timed_match(p, agency, fence, spec, now)
-    finally:
-        event.remove(reads(p).sync_engine, "before_cursor_execute", grab)
-    statement, parameters = captured[-1]
+    statement, arguments = match_sql(p, fence, spec.window_start, now)
+    await timed_match(p, agency, fence, spec, now)  # the fence's pages into the caches, for both plans alike
     out = {}
     async with reads(p).connect() as conn:
-        plan = (await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)).scalar_one()
+        plan = (await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, tuple(arguments))).scalar_one()
         plan = json.loads(plan) if isinstance(plan, str) else plan
         out["match_sql_exec_ms"] = plan[0]["Execution Time"]
         out["match_sql_plan"] = plan[0]["Plan"]["Node Type"] + " / " + plan[0]["Plan"].get("Plans", [{}])[0].get("Node Type", "")
@@ -463,22 +465,11 @@ async def explain_pg(p: Any, agency: Any, fence: Any, spec: FenceSpec, now: date
 
 
 async def sqlite_plan(p: Any, agency: Any, fence: Any, spec: FenceSpec, now: datetime) -> list[str]:
-    from sqlalchemy import event
+    from consentcam.services.requests import match_sql
 
-    captured: list[tuple[str, Any]] = []
-
-    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if "FROM cameras" in statement or "JOIN cameras" in statement:
-            captured.append((statement, parameters))
-
-    event.listen(reads(p).sync_engine, "before_cursor_execute", grab)
-    try:
-        await timed_match(p, agency, fence, spec, now)
-    finally:
-        event.remove(reads(p).sync_engine, "before_cursor_execute", grab)
-    statement, parameters = captured[-1]
+    statement, arguments = match_sql(p, fence, spec.window_start, now)
     async with reads(p).connect() as conn:
-        rows = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)).all()
+        rows = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, tuple(arguments))).all()
     return [r[-1] for r in rows]
 
 
@@ -492,7 +483,7 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
     log(f"{p.db.dialect}: loading every camera into memory for the scan baseline")
     scan = await load_scan(p)
     built = [(spec, parse_area(spec.area)) for spec in fences]
-    measures = ["match", "index", "index_2", "scan"]
+    measures = ["match", "index", "index_2", "index_session", "scan"]
     samples: list[Sample] = []
     mismatches = {"match_vs_scan": 0, "match_not_in_index": 0}
     log(f"{p.db.dialect}: {len(built)} fences ({warmup} warm-up per shape not counted), measures interleaved")
@@ -508,6 +499,7 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
         await timed_match(p, agency, fence, spec, now)
         for sql, params in queries.values():
             await timed_sql(p, sql, params)
+        await timed_sql(p, *queries["index"], through_session=True)
         result: dict[str, Any] = {}
         for m in order:
             c0 = time.process_time()
@@ -525,6 +517,10 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
                 dt, rows = await timed_sql(p, *queries[second])
                 cpu = time.process_time() - c0
                 name = second
+            elif m == "index_session":
+                dt, rows = await timed_sql(p, *queries["index"], through_session=True)
+                cpu = time.process_time() - c0
+                name = m
             else:
                 t0 = time.perf_counter()
                 rows = scan.match(fence, spec, now)
@@ -973,6 +969,7 @@ def print_report(result: dict[str, Any]) -> None:
                  ("index", "(a) bare index query, ids" if backend == "sqlite" else "(a) bare ST_DWithin / ST_Intersects"),
                  ("index_rtree_only" if backend == "sqlite" else "index_bbox_only",
                   "    R*Tree alone (seq)" if backend == "sqlite" else "    GiST && bbox alone (seq)"),
+                 ("index_session", "    (a) via session.execute"),
                  ("scan", "(b) vectorised in-memory scan")]
         for key, label in names:
             cells = []
