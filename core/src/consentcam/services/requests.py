@@ -213,13 +213,16 @@ async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fenc
         return Matches(list(columns[0]), list(columns[1]), list(columns[2]))
     ids, owners, fetchable, lons, lats = columns[:5]
     if len(columns) > 5:  # a circle: only the points the flat stand-in left undecided take the geodesic test
-        check = [i for i, inside in enumerate(columns[5]) if not inside]
-        exact = fence.contains(np.array([lons[i] for i in check], dtype=float), np.array([lats[i] for i in check], dtype=float))
-        outside = {check[j] for j in np.flatnonzero(~exact).tolist()}
+        outside: set[int] = set()
+        if not all(columns[5]):
+            check = [i for i, inside in enumerate(columns[5]) if not inside]
+            exact = fence.contains(np.array([lons[i] for i in check], dtype=float),
+                                   np.array([lats[i] for i in check], dtype=float))
+            outside = {check[j] for j in np.flatnonzero(~exact).tolist()}
     else:
         outside = set(np.flatnonzero(~fence.contains(np.array(lons, dtype=float), np.array(lats, dtype=float))).tolist())
     if not outside:  # SQLite answers 0/1 for the flag
-        return Matches(list(ids), list(owners), [bool(f) for f in fetchable])
+        return Matches(list(ids), list(owners), list(map(bool, fetchable)))
     keep = [i for i in range(len(ids)) if i not in outside]
     return Matches([ids[i] for i in keep], [owners[i] for i in keep], [bool(fetchable[i]) for i in keep])
 
