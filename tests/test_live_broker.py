@@ -349,7 +349,10 @@ async def test_an_agent_that_reconnects_to_another_process_moves_its_relays_ther
         await until(lambda: pair.device_id not in a.hub.links and session_id not in a.hub.relays, 5,
                     "A kept the moved device's socket or relay")
         assert pair.device_id not in a.hub.offline
-        assert second.said("sync") and second.said("sync")[-1]["sessions"][0]["id"] == session_id
+        # B answers the agent's hello with a sync once it has read the open sessions: that runs beside A's closing
+        # of the older socket, in no fixed order (on a slower CI machine A was first), so wait for it.
+        await until(lambda: second.said("sync"), 10, "B did not sync the agent")
+        assert second.said("sync")[-1]["sessions"][0]["id"] == session_id
         await until(lambda: session_id in b.hub.relays and b.hub.relays[session_id].received, 10, "no segment reached B")
 
         # A viewer served by A is now answered by B.
