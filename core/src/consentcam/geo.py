@@ -187,12 +187,11 @@ class Fence:
         if self.polygon is not None:
             return tuple(self.polygon.bounds)  # type: ignore[return-value]
         assert self.center is not None and self.radius_m is not None
+        lon0, lat0 = self.center
         flat = self.flat
         if flat is not None:  # every point of the circle is within sqrt(outer2) flat metres east-west and north-south
             reach_m = math.sqrt(flat.outer2)
-            lon0, lat0 = self.center
             return (lon0 - reach_m / flat.kx, lat0 - reach_m / flat.ky, lon0 + reach_m / flat.kx, lat0 + reach_m / flat.ky)
-        lon0, lat0 = self.center
         reach = self.radius_m * 1.01 + 1.0  # the geodesic circle's widest point is not exactly due east
         lons, lats, _ = GEOD.fwd([lon0] * 4, [lat0] * 4, [0, 90, 180, 270], [reach] * 4)
         return (min(lons), min(lats), max(lons), max(lats))

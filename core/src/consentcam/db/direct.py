@@ -29,6 +29,7 @@ from sqlalchemy.sql import ClauseElement
 class _Compiled:
     sql: str
     names: tuple[str, ...]  # the parameters in the order the driver takes them
+    known: frozenset[str]  # the same, as a set: checked on every call
     defaults: Mapping[str, Any]  # values fixed in the statement (literal binds such as 'active')
     processors: Mapping[str, Callable[[Any], Any]]
 
@@ -53,13 +54,14 @@ class DirectQuery:
             if processor is not None:
                 processors[name] = processor
         defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
-        found = _Compiled(compiled.string, tuple(compiled.positiontup), defaults, processors)
+        names = tuple(compiled.positiontup)
+        found = _Compiled(compiled.string, names, frozenset(names), defaults, processors)
         self._compiled[dialect.name] = found
         return found
 
     def arguments(self, dialect: Any, params: Mapping[str, Any]) -> tuple[_Compiled, list[Any]]:
         compiled = self.compiled(dialect)
-        unknown = set(params) - set(compiled.names)
+        unknown = params.keys() - compiled.known
         if unknown:
             raise TypeError(f"unknown parameters: {sorted(unknown)}")
         values = []
