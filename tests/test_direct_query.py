@@ -40,7 +40,10 @@ async def test_the_same_rows_as_session_execute(consentcam_platform, consentcam_
     p = consentcam_platform
     await _cameras(p, consentcam_clock)
     now = consentcam_clock.now()
-    for at, need in [(now, 0.0), (now + timedelta(hours=2, minutes=30), 4.0), (now + timedelta(days=2), 7.5)]:
+    # now + 1 h is the second camera's expiry to the microsecond: "> now" must exclude it, which only holds when the
+    # datetime reaches SQLite in the column's own text form (the bind processors), not Python's default adaptation.
+    for at, need in [(now, 0.0), (now + timedelta(hours=1), 0.0), (now + timedelta(hours=2, minutes=30), 4.0),
+                     (now + timedelta(days=2), 7.5)]:
         async with p.db.sessions() as session:
             expected = [tuple(r) for r in (await session.execute(BY_EXPIRY.statement, {"now": at, "need": need})).all()]
             got = [tuple(r) for r in await BY_EXPIRY.rows(session, {"now": at, "need": need})]
