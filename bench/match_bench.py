@@ -430,6 +430,25 @@ async def timed_sql(p: Any, sql: str, params: dict[str, Any], through_session: b
         return time.perf_counter() - t0, rows
 
 
+def williams_orders(n: int) -> list[list[int]]:
+    """Orders of n measures balanced for what runs just before each (a Williams design): every measure runs in
+    every position equally often and directly follows every other measure equally often (once each over n orders
+    when n is even, twice over 2n when n is odd)."""
+    first, low, high = [0], 1, n - 1
+    while len(first) < n:
+        first.append(low)
+        low += 1
+        if len(first) < n:
+            first.append(high)
+            high -= 1
+    orders = [[(x + r) % n for x in first] for r in range(n)]
+    return orders + [order[::-1] for order in orders] if n % 2 else orders
+
+
+MEASURES = ["match", "index", "index_2", "index_session", "scan"]
+ORDERS = williams_orders(len(MEASURES))
+
+
 def edge_tolerant(spec_fence: Any, a: set[str], b: set[str], scan: Scan, tol_m: float = 3.0) -> int:
     """Cameras in one set and not the other that are not within tol_m of a circle's edge (should be 0)."""
     diff = a ^ b
@@ -483,7 +502,7 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
     log(f"{p.db.dialect}: loading every camera into memory for the scan baseline")
     scan = await load_scan(p)
     built = [(spec, parse_area(spec.area)) for spec in fences]
-    measures = ["match", "index", "index_2", "index_session", "scan"]
+    measures = MEASURES
     samples: list[Sample] = []
     mismatches = {"match_vs_scan": 0, "match_not_in_index": 0}
     log(f"{p.db.dialect}: {len(built)} fences ({warmup} warm-up per shape not counted), measures interleaved")
@@ -491,8 +510,10 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
         record = i >= 2 * warmup
         queries = index_queries(p, fence)
         second = [k for k in queries if k != "index"][0]
-        k = i % len(measures)
-        order = measures[k:] + measures[:k]  # rotate, so no measure always runs first after a pause
+        # A balanced order: over every len(ORDERS) fences each measure runs first equally often and follows every
+        # other measure equally often. The scan's 30-50 ms of numpy work leaves the CPU caches cold for whatever
+        # runs next; in a plain rotation that was always the match (4 fences in 5), which made it look 1.3-2x slower.
+        order = [measures[j] for j in ORDERS[i % len(ORDERS)]]
         # Whichever query touches a fence's pages first pays for reading them into the caches (SQLite's are per
         # connection): in rotation, the measure after the scan went first on cold pages half the time. So every
         # database measure runs once untimed first, and the timed ones compare steady-state costs.
