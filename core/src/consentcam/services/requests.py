@@ -16,6 +16,7 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -235,18 +236,17 @@ async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fenc
         return Matches(list(columns[0]), list(columns[1]), list(columns[2]))
     ids, owners, fetchable, lons, lats = columns[:5]
     if len(columns) > 5:  # a circle: only the points the flat stand-in left undecided take the geodesic test
-        outside: set[int] = set()
-        if not all(columns[5]):
-            check = [i for i, inside in enumerate(columns[5]) if not inside]
+        inside = list(columns[5])
+        check = [i for i, decided in enumerate(inside) if not decided]
+        if check:
             exact = fence.contains(np.array([lons[i] for i in check], dtype=float),
                                    np.array([lats[i] for i in check], dtype=float))
-            outside = {check[j] for j in np.flatnonzero(~exact).tolist()}
+            for i, within in zip(check, exact.tolist(), strict=True):
+                inside[i] = within
     else:
-        outside = set(np.flatnonzero(~fence.contains(np.array(lons, dtype=float), np.array(lats, dtype=float))).tolist())
-    if not outside:  # SQLite answers 0/1 for the flag
-        return Matches(list(ids), list(owners), list(map(bool, fetchable)))
-    keep = [i for i in range(len(ids)) if i not in outside]
-    return Matches([ids[i] for i in keep], [owners[i] for i in keep], [bool(fetchable[i]) for i in keep])
+        inside = fence.contains(np.array(lons, dtype=float), np.array(lats, dtype=float)).tolist()
+    # SQLite answers 0/1 for the fetchable flag
+    return Matches(list(compress(ids, inside)), list(compress(owners, inside)), list(map(bool, compress(fetchable, inside))))
 
 
 async def _concatenated_circle(session: AsyncSession, fence: Fence, row: Any) -> Matches:
@@ -257,19 +257,18 @@ async def _concatenated_circle(session: AsyncSession, fence: Fence, row: Any) ->
     ids, owners = ids_text.split(_SEP), owners_text.split(_SEP)
     if not len(ids) == len(owners) == len(flags):
         raise RuntimeError("a camera or owner id holds the match's separator")
-    outside: set[int] = set()
-    if band:  # exact positions of the few cameras in the stand-in's band, in the same transaction
-        seqs = [int(seq) for seq in band.split(",")]
-        at = {seq: (lon, lat) for seq, lon, lat in await _BAND_POSITIONS.rows(session, {"seqs": f"[{band}]"})}
-        exact = fence.contains(np.array([at[seq][0] for seq in seqs], dtype=float),
-                               np.array([at[seq][1] for seq in seqs], dtype=float))
-        undecided = [i for i, flag in enumerate(flags) if flag in "02"]
-        outside = {undecided[j] for j in np.flatnonzero(~exact).tolist()}
     fetchable = [flag >= "2" for flag in flags]
-    if not outside:
+    if not band:
         return Matches(ids, owners, fetchable)
-    keep = [i for i in range(len(ids)) if i not in outside]
-    return Matches([ids[i] for i in keep], [owners[i] for i in keep], [fetchable[i] for i in keep])
+    # The exact positions of the few cameras in the stand-in's band, read in the same transaction.
+    seqs = [int(seq) for seq in band.split(",")]
+    at = {seq: (lon, lat) for seq, lon, lat in await _BAND_POSITIONS.rows(session, {"seqs": f"[{band}]"})}
+    exact = fence.contains(np.array([at[seq][0] for seq in seqs], dtype=float),
+                           np.array([at[seq][1] for seq in seqs], dtype=float))
+    inside = [True] * len(ids)
+    for i, within in zip([i for i, flag in enumerate(flags) if flag in "02"], exact.tolist(), strict=True):
+        inside[i] = within
+    return Matches(list(compress(ids, inside)), list(compress(owners, inside)), list(compress(fetchable, inside)))
 
 
 # --- capabilities -------------------------------------------------------------------------------------
