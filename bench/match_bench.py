@@ -502,7 +502,6 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
     log(f"{p.db.dialect}: loading every camera into memory for the scan baseline")
     scan = await load_scan(p)
     built = [(spec, parse_area(spec.area)) for spec in fences]
-    measures = MEASURES
     samples: list[Sample] = []
     mismatches = {"match_vs_scan": 0, "match_not_in_index": 0}
     log(f"{p.db.dialect}: {len(built)} fences ({warmup} warm-up per shape not counted), measures interleaved")
@@ -513,7 +512,7 @@ async def bench_matching(p: Any, meta: dict[str, Any], fences: list[FenceSpec], 
         # A balanced order: over every len(ORDERS) fences each measure runs first equally often and follows every
         # other measure equally often. The scan's 30-50 ms of numpy work leaves the CPU caches cold for whatever
         # runs next; in a plain rotation that was always the match (4 fences in 5), which made it look 1.3-2x slower.
-        order = [measures[j] for j in ORDERS[i % len(ORDERS)]]
+        order = [MEASURES[j] for j in ORDERS[i % len(ORDERS)]]
         # Whichever query touches a fence's pages first pays for reading them into the caches (SQLite's are per
         # connection): in rotation, the measure after the scan went first on cold pages half the time. So every
         # database measure runs once untimed first, and the timed ones compare steady-state costs.

@@ -239,12 +239,20 @@ async def match_cameras(p: Platform, session: AsyncSession, agency: Agency, fenc
         inside = list(columns[5])
         check = [i for i, decided in enumerate(inside) if not decided]
         if check:
-            exact = fence.contains(np.array([lons[i] for i in check], dtype=float),
-                                   np.array([lats[i] for i in check], dtype=float))
-            for i, within in zip(check, exact.tolist(), strict=True):
-                inside[i] = within
+            _settle(fence, inside, check, [lons[i] for i in check], [lats[i] for i in check])
     else:
         inside = fence.contains(np.array(lons, dtype=float), np.array(lats, dtype=float)).tolist()
+    return _kept(ids, owners, fetchable, inside)
+
+
+def _settle(fence: Fence, inside: list[Any], undecided: list[int], lons: list[float], lats: list[float]) -> None:
+    """Decide the ``undecided`` entries of ``inside`` with the exact fence test (their positions, in that order)."""
+    exact = fence.contains(np.array(lons, dtype=float), np.array(lats, dtype=float))
+    for i, within in zip(undecided, exact.tolist(), strict=True):
+        inside[i] = within
+
+
+def _kept(ids: Any, owners: Any, fetchable: Any, inside: list[Any]) -> Matches:
     # SQLite answers 0/1 for the fetchable flag
     return Matches(list(compress(ids, inside)), list(compress(owners, inside)), list(map(bool, compress(fetchable, inside))))
 
@@ -263,12 +271,10 @@ async def _concatenated_circle(session: AsyncSession, fence: Fence, row: Any) ->
     # The exact positions of the few cameras in the stand-in's band, read in the same transaction.
     seqs = [int(seq) for seq in band.split(",")]
     at = {seq: (lon, lat) for seq, lon, lat in await _BAND_POSITIONS.rows(session, {"seqs": f"[{band}]"})}
-    exact = fence.contains(np.array([at[seq][0] for seq in seqs], dtype=float),
-                           np.array([at[seq][1] for seq in seqs], dtype=float))
     inside = [True] * len(ids)
-    for i, within in zip([i for i, flag in enumerate(flags) if flag in "02"], exact.tolist(), strict=True):
-        inside[i] = within
-    return Matches(list(compress(ids, inside)), list(compress(owners, inside)), list(compress(fetchable, inside)))
+    _settle(fence, inside, [i for i, flag in enumerate(flags) if flag in "02"], [at[seq][0] for seq in seqs],
+            [at[seq][1] for seq in seqs])
+    return _kept(ids, owners, fetchable, inside)
 
 
 # --- capabilities -------------------------------------------------------------------------------------
